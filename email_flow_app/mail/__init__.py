@@ -1,0 +1,4 @@
+"""Pure mail logic: parse, sanitize, threading keys, loop rules, compose.
+
+Nothing here imports frappe or does I/O.
+"""
