@@ -4,7 +4,7 @@ app_publisher = "Email Flow developers"
 app_description = "Support inboxes become a shared ticket desk: email in, tickets, replies out."
 app_email = "dev@email-flow.invalid"
 app_license = "mit"
-required_apps = ["frappe"]
+required_apps = []  # frappe itself is implied; naming it makes bench look it up online
 
 export_python_type_annotations = True
 require_type_annotated_api_methods = True
@@ -13,3 +13,25 @@ require_type_annotated_api_methods = True
 fixtures = [
 	{"dt": "Role", "filters": [["role_name", "in", ["Support Agent", "Support Manager"]]]},
 ]
+
+scheduler_events = {
+	"cron": {
+		"* * * * *": ["email_flow_app.email_flow.services.polling.enqueue_polls"],
+	},
+}
+
+# Frappe's Email Queue (system mail and Desk replies) leaves through Outgoing Channels.
+override_email_send = "email_flow_app.email_flow.services.outbound.send_email_queue"
+
+doc_events = {
+	"Communication": {
+		"after_insert": "email_flow_app.email_flow.services.replies.on_communication_insert",
+	},
+}
+
+permission_query_conditions = {
+	"Ticket": "email_flow_app.email_flow.permissions.ticket_query_conditions",
+}
+has_permission = {
+	"Ticket": "email_flow_app.email_flow.permissions.has_ticket_permission",
+}

@@ -1,0 +1,48 @@
+# Copyright (c) 2026, Email Flow developers and contributors
+# For license information, please see license.txt
+
+import frappe
+from frappe import _
+from frappe.model.document import Document
+
+
+class InboundEmail(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		attempts: DF.Int
+		communication: DF.Link | None
+		dedupe_key: DF.Data | None
+		email_queue: DF.Link | None
+		folder: DF.Data | None
+		message_id: DF.Data | None
+		raw_file: DF.Attach | None
+		raw_size: DF.Int
+		reason: DF.SmallText | None
+		received_at: DF.Datetime | None
+		sender: DF.Data | None
+		status: DF.Literal["Received", "Ticket Created", "Appended", "Filtered", "Failed"]
+		subject: DF.Data | None
+		thread_rule: DF.Data | None
+		ticket: DF.Link | None
+		uid: DF.Int
+		uidvalidity: DF.Data | None
+	# end: auto-generated types
+
+	@frappe.whitelist()
+	def reprocess(self) -> str:
+		"""Run a Failed or Filtered message through the pipeline again (e.g. after fixing a setting)."""
+		frappe.only_for(("System Manager", "Support Manager"))
+		if self.status not in ("Failed", "Filtered"):
+			frappe.throw(_("Only Failed or Filtered messages can be reprocessed."))
+		from email_flow_app.email_flow.services.ingest import process_inbound, release_locks
+
+		outcome = process_inbound(self.name)
+		frappe.db.commit()
+		release_locks()
+		return outcome.status

@@ -1,0 +1,87 @@
+# Copyright (c) 2026, Email Flow developers and contributors
+# For license information, please see license.txt
+
+import frappe
+from frappe.model.document import Document
+
+from email_flow_app.email_flow.services import channel_admin
+
+
+class IncomingEmailQueue(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		from email_flow_app.email_flow.doctype.incoming_email_queue_agent.incoming_email_queue_agent import (
+			IncomingEmailQueueAgent,
+		)
+		from email_flow_app.email_flow.doctype.incoming_email_queue_folder.incoming_email_queue_folder import (
+			IncomingEmailQueueFolder,
+		)
+
+		after_import: DF.Literal["Mark as seen", "Move to folder", "Leave on server"]
+		assign_to: DF.TableMultiSelect[IncomingEmailQueueAgent]
+		auth_method: DF.Literal["Password", "OAuth"]
+		cc_only_creates_ticket: DF.Check
+		channel_type: DF.Literal["IMAP", "Office 365", "Google", "Forwarding"]
+		color: DF.Color | None
+		creation_address: DF.Data | None
+		email_address: DF.Data
+		enabled: DF.Check
+		failure_count: DF.Int
+		folders: DF.Table[IncomingEmailQueueFolder]
+		forwarding_secret: DF.Password | None
+		google_client_id: DF.Data | None
+		google_client_secret: DF.Password | None
+		google_refresh_token: DF.Password | None
+		host: DF.Data | None
+		last_assigned_to: DF.Link | None
+		last_error: DF.SmallText | None
+		last_poll: DF.Datetime | None
+		last_success: DF.Datetime | None
+		move_to_folder: DF.Data | None
+		next_poll_after: DF.Datetime | None
+		o365_client_id: DF.Data | None
+		o365_client_secret: DF.Password | None
+		o365_mode: DF.Literal["Delegated", "App only"]
+		o365_tenant: DF.Data | None
+		outgoing_channel: DF.Link | None
+		password: DF.Password | None
+		port: DF.Int
+		queue_name: DF.Data
+		reopen_window_days: DF.Int
+		restrict_to_agents: DF.Check
+		security: DF.Literal["SSL", "STARTTLS", "Plain"]
+		send_acknowledgement: DF.Check
+		status: DF.Literal["Active", "Failing", "Reconnect needed", "Disabled"]
+		username: DF.Data | None
+	# end: auto-generated types
+
+	def validate(self):
+		self.email_address = (self.email_address or "").strip().lower()
+		self.creation_address = (self.creation_address or "").strip().lower() or None
+		channel_admin.apply_incoming_presets(self)
+		if self.channel_type != "Forwarding" and not self.folders:
+			self.append("folders", {"folder_name": "INBOX"})
+		if self.channel_type == "Forwarding" and not self.forwarding_secret:
+			self.forwarding_secret = frappe.generate_hash(length=32)
+
+	def on_update(self):
+		for address in (self.email_address, self.creation_address):
+			channel_admin.block_own_address(address, self.doctype, self.name)
+
+	@frappe.whitelist()
+	def test_connection(self) -> dict:
+		frappe.only_for(("System Manager", "Support Manager"))
+		return channel_admin.check_incoming(self)
+
+	@frappe.whitelist()
+	def poll_now(self) -> None:
+		frappe.only_for(("System Manager", "Support Manager"))
+		from email_flow_app.email_flow.services.polling import enqueue_poll
+
+		enqueue_poll(self.name)

@@ -1,0 +1,38 @@
+// Ticket list: status indicator and the queue as a coloured pill.
+frappe.listview_settings["Ticket"] = {
+	add_fields: ["status", "email_queue"],
+	has_indicator_for_draft: true,
+
+	get_indicator(doc) {
+		const colours = {
+			Open: "red",
+			Replied: "blue",
+			Pending: "orange",
+			Resolved: "green",
+			Closed: "gray",
+		};
+		return [__(doc.status), colours[doc.status] || "gray", "status,=," + doc.status];
+	},
+
+	onload(listview) {
+		email_flow_load_queue_colours().then(() => listview.refresh());
+	},
+
+	formatters: {
+		email_queue(value) {
+			if (!value) return "";
+			const colour = (email_flow_queue_colours[value] || "#8d99a6").replace(/[^#0-9a-zA-Z]/g, "");
+			return `<span class="email-flow-queue-pill" style="background:${colour}22;color:${colour};border:1px solid ${colour};border-radius:9px;padding:1px 8px;font-size:var(--text-xs);white-space:nowrap">${frappe.utils.escape_html(value)}</span>`;
+		},
+	},
+};
+
+var email_flow_queue_colours = {};
+
+function email_flow_load_queue_colours() {
+	return frappe.db
+		.get_list("Incoming Email Queue", { fields: ["name", "color"], limit: 0 })
+		.then((rows) => {
+			rows.forEach((row) => (email_flow_queue_colours[row.name] = row.color || "#8d99a6"));
+		});
+}

@@ -1,0 +1,179 @@
+"""Scheduler entry point and the per-queue poll job (RQ).
+
+Per folder: fetch in UID order; for each message store + advance the folder's
+last UID in ONE commit (so a killed worker neither skips nor repeats), then
+process it and commit; acknowledge on the server only after those commits.
+"""
+
+import frappe
+from frappe import _
+from frappe.utils import add_to_date, now_datetime
+from frappe.utils.background_jobs import get_job_status
+from rq.job import JobStatus
+
+from email_flow_app.channels.errors import ChannelError, ReconnectNeeded, UIDValidityChanged
+from email_flow_app.channels.imap import FolderState
+from email_flow_app.email_flow.services import connect, health
+from email_flow_app.email_flow.services.ingest import process_inbound, release_locks
+from email_flow_app.email_flow.services.store import INBOUND, imap_key, store_inbound
+
+QUEUE = "Incoming Email Queue"
+FOLDER = "Incoming Email Queue Folder"
+POLLED_TYPES = ("IMAP", "Office 365", "Google")
+BATCH_SIZE = 100
+ACK_MODES = {"Mark as seen": "seen", "Move to folder": "move", "Leave on server": "leave"}
+
+
+def enqueue_polls() -> None:
+	"""Every minute: one RQ job per enabled queue, never two at once for the same queue."""
+	now = now_datetime()
+	for queue in frappe.get_all(
+		QUEUE,
+		filters={"enabled": 1, "channel_type": ("in", POLLED_TYPES), "status": ("!=", "Reconnect needed")},
+		fields=["name", "next_poll_after"],
+	):
+		if queue.next_poll_after and queue.next_poll_after > now:
+			continue  # backing off after failures
+		enqueue_poll(queue.name)
+	process_pending()
+
+
+def enqueue_poll(queue_name: str) -> None:
+	"""Queue a poll unless one is already waiting.
+
+	A job that is running (or whose worker died: RQ keeps it 'started' until
+	its timeout) does not block a new one; the per-queue lock in poll_queue
+	makes sure two never run at once.
+	"""
+	job_id = f"email_flow_poll::{queue_name}"
+	if get_job_status(job_id) == JobStatus.QUEUED:
+		return
+	frappe.enqueue(
+		"email_flow_app.email_flow.services.polling.poll_queue",
+		queue="long",
+		job_id=job_id,
+		queue_name=queue_name,
+	)
+
+
+def poll_queue(queue_name: str) -> int:
+	"""Fetch and file everything new in the queue's folders; returns messages stored."""
+	if not _acquire_queue_lock(queue_name):
+		return 0
+	try:
+		queue = frappe.get_doc(QUEUE, queue_name)
+		# Stored by a run that died before filing them: file them first, in order.
+		_process_received(queue_name)
+		stored = 0
+		try:
+			with connect.imap_source(queue) as source:
+				for row in queue.folders or [
+					frappe._dict(name=None, folder_name="INBOX", uidvalidity=None, last_uid=0)
+				]:
+					stored += _poll_folder(queue, source, row)
+		except ReconnectNeeded as exc:
+			health.record_failure(queue, str(exc), reconnect=True)
+		except ChannelError as exc:
+			health.record_failure(queue, str(exc))
+		else:
+			health.record_success(queue)
+		frappe.db.commit()
+		return stored
+	finally:
+		_release_queue_lock(queue_name)
+
+
+def _poll_folder(queue, source, row) -> int:
+	state = FolderState(
+		folder=row.folder_name,
+		uidvalidity=int(row.uidvalidity) if row.uidvalidity else None,
+		last_uid=int(row.last_uid or 0),
+	)
+	try:
+		run = source.fetch_new(row.folder_name, state, batch_size=BATCH_SIZE)
+		pending_ack: list[int] = []
+		stored = 0
+		for uid, raw in run:
+			name, _created = store_inbound(
+				queue=queue.name,
+				raw=raw,
+				key=imap_key(queue.name, row.folder_name, run.state.uidvalidity, uid),
+				folder=row.folder_name,
+				uidvalidity=run.state.uidvalidity,
+				uid=uid,
+			)
+			_save_folder_state(row, run.state.uidvalidity, uid)
+			frappe.db.commit()  # stored + state advanced together: rule 1 and 2
+			process_inbound(name)
+			frappe.db.commit()
+			release_locks()
+			stored += 1
+			pending_ack.append(uid)
+			if len(pending_ack) >= BATCH_SIZE:
+				_ack(queue, source, row.folder_name, pending_ack)
+				pending_ack = []
+		_ack(queue, source, row.folder_name, pending_ack)
+		return stored
+	except UIDValidityChanged as exc:
+		# The server renumbered the folder. Start over at UID 0 under the new
+		# UIDVALIDITY: Message-ID dedupe keeps already filed mail from being
+		# filed twice, and the change is visible on the queue.
+		_save_folder_state(row, exc.new, 0)
+		health.record_note(
+			queue,
+			_(
+				"Folder {0} was renumbered by the server (UIDVALIDITY {1} → {2}); it is read again from the start, duplicates are filtered."
+			).format(row.folder_name, exc.old, exc.new),
+		)
+		frappe.db.commit()
+		return 0
+
+
+def _save_folder_state(row, uidvalidity: int | None, last_uid: int) -> None:
+	values = {"uidvalidity": str(uidvalidity) if uidvalidity is not None else None, "last_uid": last_uid}
+	if row.name:
+		frappe.db.set_value(FOLDER, row.name, values, update_modified=False)
+	row.update(values)
+
+
+def _ack(queue, source, folder: str, uids: list[int]) -> None:
+	if not uids:
+		return
+	mode = ACK_MODES.get(queue.after_import or "Mark as seen", "seen")
+	if mode != "leave":
+		source.ack(folder, uids, mode, move_to=queue.move_to_folder)
+
+
+def process_pending(limit: int = 500) -> int:
+	"""File messages that were stored but not processed (a worker or request died in between).
+
+	Only records older than two minutes: younger ones may still be in the
+	hands of the request or job that stored them.
+	"""
+	return _process_received(None, limit, older_than_minutes=2)
+
+
+def _process_received(queue_name: str | None, limit: int = 500, older_than_minutes: int = 0) -> int:
+	filters = {"status": "Received"}
+	if queue_name:
+		filters["email_queue"] = queue_name
+	if older_than_minutes:
+		filters["creation"] = ("<", add_to_date(now_datetime(), minutes=-older_than_minutes))
+	names = frappe.get_all(INBOUND, filters=filters, pluck="name", order_by="creation", limit=limit)
+	for name in names:
+		process_inbound(name)
+		frappe.db.commit()
+		release_locks()
+	return len(names)
+
+
+def _acquire_queue_lock(queue_name: str) -> bool:
+	if frappe.db.db_type != "mariadb":
+		return True
+	got = frappe.db.sql("SELECT GET_LOCK(%s, 0)", (f"ef-poll-{queue_name}"[:64],))[0][0]
+	return bool(got)
+
+
+def _release_queue_lock(queue_name: str) -> None:
+	if frappe.db.db_type == "mariadb":
+		frappe.db.sql("SELECT RELEASE_LOCK(%s)", (f"ef-poll-{queue_name}"[:64],))

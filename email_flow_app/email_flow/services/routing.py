@@ -1,0 +1,77 @@
+"""Which queue a message belongs to, and who gets its ticket."""
+
+import frappe
+from frappe.desk.form.assign_to import add as add_assignment
+
+from email_flow_app.mail import ParsedMessage
+
+QUEUE = "Incoming Email Queue"
+
+
+def _base(address: str) -> str:
+	"""support+t.abc@example.com -> support@example.com"""
+	local, _at, domain = (address or "").lower().partition("@")
+	return f"{local.split('+', 1)[0]}@{domain}" if domain else local
+
+
+def queue_addresses() -> dict[str, str]:
+	"""address -> queue, for every enabled queue's inbox and creation address."""
+	mapping: dict[str, str] = {}
+	for row in frappe.get_all(
+		QUEUE,
+		filters={"enabled": 1},
+		fields=["name", "email_address", "creation_address"],
+		order_by="creation",
+	):
+		for address in (row.email_address, row.creation_address):
+			if address:
+				mapping.setdefault(_base(address.strip()), row.name)
+	return mapping
+
+
+def target_queue(msg: ParsedMessage, fetched_by: str) -> str:
+	"""The queue of the first To address we own, else Cc, else the original recipient, else the fetcher.
+
+	One email sent to two connected queues is filed once, in the queue of its
+	first To address, whichever queue fetched it first.
+	"""
+	owned = queue_addresses()
+	for _name, address in [*msg.to, *msg.cc]:
+		if _base(address) in owned:
+			return owned[_base(address)]
+	if msg.delivered_to and _base(msg.delivered_to) in owned:
+		return owned[_base(msg.delivered_to)]
+	return fetched_by
+
+
+def addressed_directly(msg: ParsedMessage, queue: str) -> bool:
+	"""False when the queue's inbox is only in Cc and the queue creates no tickets from Cc-only mail."""
+	row = frappe.db.get_value(
+		QUEUE, queue, ["email_address", "creation_address", "cc_only_creates_ticket"], as_dict=True
+	)
+	if not row or row.cc_only_creates_ticket:
+		return True
+	ours = {_base(a) for a in (row.email_address, row.creation_address) if a}
+	in_cc = any(_base(a) in ours for _n, a in msg.cc)
+	in_to = any(_base(a) in ours for _n, a in msg.to)
+	return in_to or not in_cc
+
+
+def assign(ticket, queue: str) -> str | None:
+	"""Round robin over the queue's agents; returns the user assigned."""
+	agents = frappe.get_all(
+		"Incoming Email Queue Agent",
+		filters={"parenttype": QUEUE, "parent": queue, "parentfield": "assign_to"},
+		pluck="user",
+		order_by="idx",
+	)
+	if not agents:
+		return None
+	last = frappe.db.get_value(QUEUE, queue, "last_assigned_to")
+	user = agents[(agents.index(last) + 1) % len(agents)] if last in agents else agents[0]
+	add_assignment(
+		{"assign_to": [user], "doctype": "Ticket", "name": ticket.name, "description": ticket.subject},
+		ignore_permissions=True,
+	)
+	frappe.db.set_value(QUEUE, queue, "last_assigned_to", user, update_modified=False)
+	return user

@@ -1,0 +1,85 @@
+"""Which ticket a message belongs to: exact evidence only, in the order of DESIGN.md rule 3."""
+
+import html
+from dataclasses import dataclass
+
+import frappe
+
+from email_flow_app.email_flow.services import settings
+from email_flow_app.mail import ParsedMessage, parse_ticket_token, thread_candidates
+from email_flow_app.mail import normalize_message_id as _normalize
+
+
+@dataclass(frozen=True)
+class TicketMatch:
+	ticket: str
+	rule: str  # which evidence matched: in_reply_to, references, reply_address_token, subject_tag
+	in_reply_to: str | None = None  # the Communication the message answers, when known
+
+
+def normalize_message_id(value: str | None) -> str:
+	"""Message-IDs are stored without angle brackets, as Frappe stores them."""
+	return _normalize(value) if value else ""
+
+
+def find_ticket(msg: ParsedMessage, include_bounced_original: bool = False) -> TicketMatch | None:
+	for evidence in thread_candidates(msg):
+		kind, value = evidence.kind, evidence.value
+		if kind in ("in_reply_to", "references"):
+			found = communication_for_message_id(value)
+			if found:
+				return TicketMatch(found[1], kind, found[0])
+		elif kind == "reply_address_token":
+			ticket = parse_ticket_token(value, settings.token_secret())
+			if ticket and frappe.db.exists("Ticket", ticket):
+				return TicketMatch(ticket, kind)
+		elif kind == "subject_tag":
+			if frappe.db.exists("Ticket", value) and is_participant(value, msg.from_address):
+				return TicketMatch(value, kind)
+	if include_bounced_original:
+		for message_id in getattr(msg, "original_message_ids", None) or []:
+			found = communication_for_message_id(message_id)
+			if found:
+				return TicketMatch(found[1], "bounced_message_id", found[0])
+	return None
+
+
+def communication_for_message_id(message_id: str) -> tuple[str, str] | None:
+	"""(Communication, Ticket) for a Message-ID we received or sent on a ticket."""
+	message_id = normalize_message_id(message_id)
+	if not message_id:
+		return None
+	rows = frappe.db.sql(
+		"""select name, reference_name from `tabCommunication`
+		where message_id in (%s, %s) and reference_doctype = 'Ticket'
+		order by creation limit 1""",
+		(message_id, f"<{message_id}>"),
+	)
+	return (rows[0][0], rows[0][1]) if rows else None
+
+
+def is_participant(ticket: str, address: str | None) -> bool:
+	"""The customer who raised the ticket, or anyone who wrote or was written to on it."""
+	address = (address or "").lower()
+	if not address:
+		return False
+	if (frappe.db.get_value("Ticket", ticket, "raised_by") or "").lower() == address:
+		return True
+	for sender, recipients, cc in frappe.get_all(
+		"Communication",
+		filters={
+			"reference_doctype": "Ticket",
+			"reference_name": ticket,
+			"communication_type": "Communication",
+		},
+		fields=["sender", "recipients", "cc"],
+		as_list=True,
+	):
+		people = " ".join(filter(None, (sender, recipients, cc))).lower()
+		if address in {p.strip(" <>\"'") for p in people.replace(",", " ").split()}:
+			return True
+	return False
+
+
+def text_to_html(text: str | None) -> str:
+	return "<p>" + html.escape(text or "").replace("\n", "<br>\n") + "</p>"
