@@ -23,7 +23,7 @@ import frappe
 from frappe import _
 from frappe.utils import add_days, add_to_date, get_datetime, now_datetime
 
-from email_flow_app.email_flow.services import attachments, contacts, routing, settings, threads
+from email_flow_app.email_flow.services import acknowledge, attachments, contacts, routing, settings, threads
 from email_flow_app.email_flow.services.store import INBOUND, load_raw
 from email_flow_app.mail import ParsedMessage, loop_verdict, parse_message, rate_cap_exceeded
 
@@ -186,6 +186,7 @@ def _create_ticket(msg: ParsedMessage, queue: str, inbound, follows_up_on: str |
 	ticket.insert(ignore_permissions=True)
 	comm = _append(ticket.name, msg, None, new_ticket=True)
 	routing.assign(ticket, queue)
+	acknowledge.schedule(ticket.name, msg, queue)
 	rule = "reopen window passed: follows up on " + follows_up_on if follows_up_on else "new"
 	return Outcome("Ticket Created", None, ticket.name, comm, rule)
 

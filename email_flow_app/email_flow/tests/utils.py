@@ -29,11 +29,12 @@ CUSTOMER = ("Carla Customer", "carla@customer.test")
 class MailWorld:
 	"""A support inbox on Dovecot + an SMTP server, connected as a queue and a channel."""
 
-	def __init__(self, tag: str | None = None):
+	def __init__(self, tag: str | None = None, extra_inboxes: tuple[str, ...] = ()):
 		self.tag = tag or frappe.generate_hash(length=6).lower()
-		self.support = f"support-{self.tag}@example.test"
+		self.support = self.address("support")
 		self.ca = TestCA()
-		self.dovecot = DovecotServer(users={self.support: SUPPORT_PASSWORD}, ca=self.ca)
+		users = {self.address(box): SUPPORT_PASSWORD for box in ("support", *extra_inboxes)}
+		self.dovecot = DovecotServer(users=users, ca=self.ca)
 		self.smtp = SMTPTestServer(self.ca, users={self.support: SUPPORT_PASSWORD})
 		self.queue = None
 		self.channel = None
@@ -62,6 +63,10 @@ class MailWorld:
 		self.queue = self.make_queue("Support", self.support, outgoing_channel=self.channel.name)
 		frappe.db.commit()
 		return self
+
+	def address(self, box: str) -> str:
+		"""The test address of inbox `box` (unique per run)."""
+		return f"{box}-{self.tag}@example.test"
 
 	def make_queue(self, label: str, address: str, **values):
 		return frappe.get_doc(

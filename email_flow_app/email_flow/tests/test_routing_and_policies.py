@@ -1,0 +1,164 @@
+"""Routing between queues, queue policies, the acknowledgement and Frappe's own mail."""
+
+import email
+import email.policy
+
+import frappe
+from frappe.utils import add_days, now_datetime
+
+from email_flow_app.email_flow.services.polling import enqueue_polls
+from email_flow_app.email_flow.tests.utils import CUSTOMER, MailWorld, customer_email, run_worker
+
+try:  # Frappe v16+
+	from frappe.tests import IntegrationTestCase as SiteTestCase
+except ImportError:  # Frappe v15
+	from frappe.tests.utils import FrappeTestCase as SiteTestCase
+
+
+class TestRoutingAndPolicies(SiteTestCase):
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		cls.world = MailWorld(extra_inboxes=("sales",)).start()
+		cls.sales = cls.world.make_queue("Sales", cls.world.address("sales"))
+		frappe.db.commit()
+
+	@classmethod
+	def tearDownClass(cls):
+		cls.world.stop()
+		super().tearDownClass()
+
+	def poll(self, queue: str = "long"):
+		enqueue_polls()
+		frappe.db.commit()
+		self.assertEqual(run_worker(queue), 0)
+		frappe.db.rollback()
+
+	def ticket_by_subject(self, subject):
+		return frappe.get_all(
+			"Ticket", filters={"subject": subject}, fields=["name", "email_queue", "status", "reopened_from"]
+		)
+
+	def test_connected_inboxes_are_on_the_block_list(self):
+		blocked = frappe.get_all(
+			"Email Flow Blocked Address",
+			filters={"parenttype": "Email Flow Settings"},
+			fields=["email_address", "source"],
+		)
+		sources = {row.email_address: row.source for row in blocked}
+		# The support address came with its Outgoing Channel first, the sales inbox with its queue.
+		self.assertEqual(sources.get(self.world.support), "Outgoing Channel")
+		self.assertEqual(sources.get(self.world.address("sales")), "Incoming Email Queue")
+
+	def test_one_email_to_two_queues_gives_one_ticket_in_the_first_to_queue(self):
+		world = self.world
+		raw = customer_email(
+			f"{world.address('sales')}, {world.support}", subject="Quote for 40 printers"
+		).as_bytes()
+		world.deliver(raw, user=world.support)
+		world.deliver(raw, user=world.address("sales"))
+		self.poll()
+		tickets = self.ticket_by_subject("Quote for 40 printers")
+		self.assertEqual(len(tickets), 1)
+		self.assertEqual(tickets[0].email_queue, self.sales.name)
+		records = frappe.get_all(
+			"Inbound Email", filters={"subject": "Quote for 40 printers"}, fields=["status", "reason"]
+		)
+		self.assertEqual(sorted(r.status for r in records), ["Filtered", "Ticket Created"])
+		self.assertIn("Duplicate", next(r.reason for r in records if r.status == "Filtered"))
+
+	def test_cc_only_mail_is_filtered_by_default(self):
+		world = self.world
+		msg = customer_email("someone-else@customer.test", subject="FYI only")
+		msg["Cc"] = world.support
+		world.deliver(msg.as_bytes())
+		self.poll()
+		self.assertEqual(self.ticket_by_subject("FYI only"), [])
+		reason = frappe.db.get_value("Inbound Email", {"subject": "FYI only"}, "reason")
+		self.assertIn("only in Cc", reason)
+
+	def test_reply_to_a_long_closed_ticket_opens_a_linked_new_one(self):
+		world = self.world
+		first = customer_email(world.support, subject="Old problem")
+		world.deliver(first.as_bytes())
+		self.poll()
+		old = self.ticket_by_subject("Old problem")[0].name
+		frappe.db.set_value("Ticket", old, "status", "Closed", update_modified=False)
+		frappe.db.sql(
+			"update `tabTicket` set modified=%s where name=%s", (add_days(now_datetime(), -60), old)
+		)
+		frappe.db.commit()
+		again = customer_email(
+			world.support, subject="Re: Old problem", headers={"In-Reply-To": first["Message-ID"]}
+		)
+		world.deliver(again.as_bytes())
+		self.poll()
+		new = self.ticket_by_subject("Re: Old problem")
+		self.assertEqual(len(new), 1)
+		self.assertEqual(new[0].reopened_from, old)
+		self.assertEqual(frappe.db.get_value("Ticket", old, "status"), "Closed")
+
+	def test_reply_to_a_recently_closed_ticket_reopens_it(self):
+		world = self.world
+		first = customer_email(world.support, subject="Recent problem")
+		world.deliver(first.as_bytes())
+		self.poll()
+		ticket = self.ticket_by_subject("Recent problem")[0].name
+		frappe.db.set_value("Ticket", ticket, "status", "Closed")
+		frappe.db.commit()
+		world.deliver(
+			customer_email(
+				world.support, subject="Re: Recent problem", headers={"In-Reply-To": first["Message-ID"]}
+			).as_bytes()
+		)
+		self.poll()
+		self.assertEqual(frappe.db.get_value("Ticket", ticket, "status"), "Open")
+		self.assertEqual(self.ticket_by_subject("Re: Recent problem"), [])
+
+	def test_acknowledgement_once_per_sender_and_never_to_lists(self):
+		world = self.world
+		frappe.db.set_value("Incoming Email Queue", world.queue.name, "send_acknowledgement", 1)
+		frappe.db.commit()
+		try:
+			world.smtp.reset()
+			sender = ("Ann Ack", "ann.ack@customer.test")
+			world.deliver(customer_email(world.support, subject="Ack me", sender=sender).as_bytes())
+			world.deliver(customer_email(world.support, subject="Ack me again", sender=sender).as_bytes())
+			world.deliver(
+				customer_email(
+					world.support,
+					subject="Newsletter",
+					sender=("News", "news@lists.customer.test"),
+					headers={"List-Id": "<news.lists.customer.test>", "Precedence": "list"},
+				).as_bytes()
+			)
+			self.poll()
+			self.assertEqual(run_worker("short"), 0)
+			self.assertEqual(len(self.ticket_by_subject("Newsletter")), 1)  # a list mail may be a ticket...
+			acks = [
+				email.message_from_bytes(m.data, policy=email.policy.default) for m in world.smtp.messages
+			]
+			self.assertEqual(
+				[m["To"].addresses[0].addr_spec for m in acks], [sender[1]]
+			)  # ...but is never answered
+			self.assertEqual(acks[0]["Auto-Submitted"], "auto-replied")
+			ticket = self.ticket_by_subject("Ack me")[0].name
+			self.assertIn(f"[#{ticket}]", acks[0]["Subject"])
+		finally:
+			frappe.db.set_value("Incoming Email Queue", world.queue.name, "send_acknowledgement", 0)
+			frappe.db.commit()
+
+	def test_frappe_system_mail_leaves_through_the_default_channel(self):
+		world = self.world
+		world.smtp.reset()
+		frappe.sendmail(
+			recipients=[CUSTOMER[1]],
+			subject="Password Reset",
+			message="Click here to reset your password.",
+			now=True,
+		)
+		self.assertEqual(len(world.smtp.messages), 1)
+		sent = email.message_from_bytes(world.smtp.messages[0].data, policy=email.policy.default)
+		self.assertEqual(sent["From"].addresses[0].addr_spec, world.support)
+		self.assertEqual(sent["Subject"], "Password Reset")
+		self.assertEqual(world.smtp.messages[0].login, world.support)
