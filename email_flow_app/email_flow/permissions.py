@@ -41,10 +41,12 @@ def ticket_query_conditions(user: str | None = None) -> str:
 	return f"(ifnull(`tabTicket`.`email_queue`, '') not in ({names}))"
 
 
-def has_ticket_permission(doc, ptype: str | None = None, user: str | None = None) -> bool | None:
+def has_ticket_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
+	"""Deny a restricted queue's ticket to agents it does not list.
+
+	Frappe lets this hook only deny: True leaves the decision to role permissions.
+	"""
 	user = user or frappe.session.user
 	if not _is_restricted_user(user) or not doc.get("email_queue"):
-		return None  # defer to role permissions
-	if doc.email_queue in hidden_queues(user):
-		return False
-	return None
+		return True
+	return doc.email_queue not in hidden_queues(user)

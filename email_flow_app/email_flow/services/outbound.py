@@ -78,29 +78,25 @@ def deliver(channel, message: bytes, recipient: str) -> None:
 
 
 def channel_for(email_queue):
-	"""The Outgoing Channel that must send this Email Queue, or None when it is not ours."""
+	"""The Outgoing Channel that must send this Email Queue, or None when it is not ours.
+
+	Ticket replies: the ticket's channel. Otherwise the Email Account Frappe
+	recorded on the queue decides: one of our proxies means its channel, any
+	other account is the site's own business. With none recorded, the channel
+	of the sender address, else the default channel.
+	"""
 	if email_queue.reference_doctype == "Ticket" and email_queue.reference_name:
 		name = ticket_channel(email_queue.reference_name)
 		if name:
 			return frappe.get_doc(CHANNEL, name)
-	account = email_queue.email_account or _account_name_for(email_queue)
-	if account and account.startswith(PROXY_PREFIX):
-		name = account[len(PROXY_PREFIX) :]
-		if frappe.db.exists(CHANNEL, name):
-			return frappe.get_doc(CHANNEL, name)
-	if not account:
-		name = default_channel()
-		return frappe.get_doc(CHANNEL, name) if name else None
-	return None
-
-
-def _account_name_for(email_queue) -> str | None:
-	found = email_queue.get_email_account(raise_error=False)
-	return (
-		found.name
-		if found and getattr(found, "name", None) and not getattr(found, "_from_site_config", False)
-		else None
-	)
+	account = email_queue.email_account
+	if account and not account.startswith(PROXY_PREFIX):
+		return None
+	name = account[len(PROXY_PREFIX) :] if account else None
+	if not (name and frappe.db.exists(CHANNEL, name)):
+		sender = parseaddr(email_queue.sender or "")[1].lower()
+		name = (sender and frappe.db.get_value(CHANNEL, {"from_address": sender, "enabled": 1})) or default_channel()
+	return frappe.get_doc(CHANNEL, name) if name else None
 
 
 def ticket_channel(ticket: str) -> str | None:

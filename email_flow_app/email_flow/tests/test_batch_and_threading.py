@@ -81,10 +81,7 @@ class TestBatchAndThreading(SiteTestCase):
 	def test_forged_ticket_tag_from_a_stranger_opens_a_new_ticket(self):
 		world = self.world
 		world.deliver(customer_email(world.support, subject="Original problem").as_bytes())
-		enqueue_polls()
-		frappe.db.commit()
-		run_worker()
-		frappe.db.rollback()
+		world.poll()
 		victim = frappe.db.get_value(
 			"Ticket", {"email_queue": world.queue.name, "subject": "Original problem"}
 		)
@@ -98,10 +95,7 @@ class TestBatchAndThreading(SiteTestCase):
 				sender=("Mallory", "mallory@evil.test"),
 			).as_bytes()
 		)
-		enqueue_polls()
-		frappe.db.commit()
-		run_worker()
-		frappe.db.rollback()
+		world.poll()
 		mallory = frappe.get_all(
 			"Ticket",
 			filters={"raised_by": "mallory@evil.test", "email_queue": world.queue.name},

@@ -6,8 +6,7 @@ import email.policy
 import frappe
 from frappe.core.doctype.communication.email import make as make_communication
 
-from email_flow_app.email_flow.services.polling import enqueue_polls
-from email_flow_app.email_flow.tests.utils import CUSTOMER, MailWorld, customer_email, reply_to, run_worker
+from email_flow_app.email_flow.tests.utils import CUSTOMER, MailWorld, customer_email, reply_to
 
 try:  # Frappe v16+
 	from frappe.tests import IntegrationTestCase as SiteTestCase
@@ -29,10 +28,7 @@ class TestEmailToTicketRoundTrip(SiteTestCase):
 		super().tearDownClass()
 
 	def poll(self):
-		"""What the scheduler does every minute, then a real worker runs the queued job."""
-		enqueue_polls()
-		frappe.db.commit()
-		self.assertEqual(run_worker(), 0)
+		self.world.poll()
 
 	def tickets(self):
 		return frappe.get_all(

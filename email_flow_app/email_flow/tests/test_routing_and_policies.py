@@ -6,7 +6,6 @@ import email.policy
 import frappe
 from frappe.utils import add_days, now_datetime
 
-from email_flow_app.email_flow.services.polling import enqueue_polls
 from email_flow_app.email_flow.tests.utils import CUSTOMER, MailWorld, customer_email, run_worker
 
 try:  # Frappe v16+
@@ -28,11 +27,8 @@ class TestRoutingAndPolicies(SiteTestCase):
 		cls.world.stop()
 		super().tearDownClass()
 
-	def poll(self, queue: str = "long"):
-		enqueue_polls()
-		frappe.db.commit()
-		self.assertEqual(run_worker(queue), 0)
-		frappe.db.rollback()
+	def poll(self):
+		self.world.poll()
 
 	def ticket_by_subject(self, subject):
 		return frappe.get_all(

@@ -85,6 +85,34 @@ class MailWorld:
 			}
 		).insert(ignore_permissions=True)
 
+	def poll(self, worker_queue: str = "long") -> None:
+		"""What the scheduler does every minute, then a real worker runs the queued jobs.
+
+		Raises with the queue's last error when a poll of this world's queues failed,
+		so a test never mistakes a failed (or backed-off) poll for 'no mail'.
+		"""
+		from email_flow_app.email_flow.services.polling import enqueue_polls
+
+		enqueue_polls()
+		frappe.db.commit()
+		code = run_worker(worker_queue)
+		frappe.db.rollback()
+		if code != 0:
+			raise AssertionError(f"worker exited with {code}")
+		failing = frappe.get_all(
+			"Incoming Email Queue",
+			filters={
+				"queue_name": ("like", f"% {self.tag}"),
+				"status": ("!=", "Active"),
+				"channel_type": "IMAP",
+			},
+			fields=["name", "status", "last_error", "next_poll_after"],
+		)
+		expected_failing = getattr(self, "expected_failing", set())
+		failing = [q for q in failing if q.name not in expected_failing]
+		if failing:
+			raise AssertionError(f"poll failed: {failing}")
+
 	def deliver(self, raw: bytes, user: str | None = None) -> None:
 		self.dovecot.append(user or self.support, "INBOX", raw)
 
