@@ -95,7 +95,9 @@ def channel_for(email_queue):
 	name = account[len(PROXY_PREFIX) :] if account else None
 	if not (name and frappe.db.exists(CHANNEL, name)):
 		sender = parseaddr(email_queue.sender or "")[1].lower()
-		name = (sender and frappe.db.get_value(CHANNEL, {"from_address": sender, "enabled": 1})) or default_channel()
+		name = (
+			sender and frappe.db.get_value(CHANNEL, {"from_address": sender, "enabled": 1})
+		) or default_channel()
 	return frappe.get_doc(CHANNEL, name) if name else None
 
 
