@@ -247,3 +247,33 @@ def detect_bounce(
 	if _BOUNCE_SUBJECT.search(subject or "") and failures and _MTA_WORDING.search(_report_text(text)):
 		return failures
 	return None
+
+
+_MESSAGE_ID_LINE = re.compile(r"^\s*Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
+
+
+def original_message_id(root: email.message.Message, text: str) -> str | None:
+	"""The Message-ID of the message a delivery report returns, without angle brackets.
+
+	Looks in the returned message (``message/rfc822``) or its headers
+	(``text/rfc822-headers``), then in the report's text, where many MTAs
+	quote the original headers. None when the report does not say.
+	"""
+	for part in root.walk():
+		ctype = part.get_content_type()
+		if ctype == "message/rfc822":
+			inner = part.get_payload()
+			if isinstance(inner, list) and inner and isinstance(inner[0], email.message.Message):
+				value = inner[0].get("Message-ID")
+				if value:
+					found = _MESSAGE_ID_LINE.search(f"Message-ID: {value}")
+					if found:
+						return found.group(1)
+		elif ctype in ("text/rfc822-headers", "message/rfc822-headers"):
+			raw = part.get_payload(decode=True)
+			if isinstance(raw, bytes):
+				found = _MESSAGE_ID_LINE.search(raw.decode("ascii", errors="replace"))
+				if found:
+					return found.group(1)
+	found = _MESSAGE_ID_LINE.search(text or "")
+	return found.group(1) if found else None

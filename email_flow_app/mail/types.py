@@ -78,6 +78,10 @@ class ParsedMessage:
 	auto_submitted: str | None = None
 	suppress_auto_reply: str | None = None
 	bounce: list[Bounce] | None = None
+	#: For a bounce or delivery report: the Message-ID of the message it returns
+	#: (from the attached original or its headers), so it can be filed as a note
+	#: on the ticket that message belonged to. None otherwise or when absent.
+	original_message_id: str | None = None
 	defects: list[str] = field(default_factory=list)
 	#: Top-level headers in order, as (name, unfolded and RFC 2047-decoded value).
 	headers: list[tuple[str, str]] = field(default_factory=list, repr=False)

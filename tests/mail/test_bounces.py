@@ -235,3 +235,42 @@ def test_suppress_auto_reply_markers(headers: str, expected: str | None):
 	msg = parse_message(raw)
 	assert msg.suppress_auto_reply == expected
 	assert msg.auto_submitted is None  # bulk mail may still become a ticket
+
+
+def _dsn(returned_part: str) -> bytes:
+	return (
+		"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+		"To: support@example.com\r\n"
+		"Subject: Undelivered Mail Returned to Sender\r\n"
+		"MIME-Version: 1.0\r\n"
+		'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+		"--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+		"Reporting-MTA: dns; mx.example.net\r\n\r\n"
+		"Final-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+		f"--B\r\n{returned_part}\r\n--B--\r\n"
+	).encode()
+
+
+def test_bounce_names_the_message_it_returns_from_its_headers_part():
+	raw = _dsn(
+		"Content-Type: text/rfc822-headers\r\n\r\n"
+		"From: support@example.com\r\nTo: gone@example.net\r\nMessage-ID: <agent-reply.42@example.com>\r\n"
+	)
+	msg = parse_message(raw)
+	assert msg.is_bounce
+	assert msg.original_message_id == "agent-reply.42@example.com"
+
+
+def test_bounce_names_the_message_it_returns_from_the_attached_original():
+	raw = _dsn(
+		"Content-Type: message/rfc822\r\n\r\n"
+		"From: support@example.com\r\nTo: gone@example.net\r\nMessage-ID: <original.7@example.com>\r\n"
+		"Subject: Your ticket\r\n\r\nHello\r\n"
+	)
+	assert parse_message(raw).original_message_id == "original.7@example.com"
+
+
+def test_ordinary_mail_has_no_original_message_id():
+	raw = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: hi\r\nMessage-ID: <x@y>\r\n\r\nMessage-ID: <quoted@z>\r\n"
+	assert parse_message(raw).original_message_id is None

@@ -36,11 +36,10 @@ def find_ticket(msg: ParsedMessage, include_bounced_original: bool = False) -> T
 		elif kind == "subject_tag":
 			if frappe.db.exists("Ticket", value) and is_participant(value, msg.from_address):
 				return TicketMatch(value, kind)
-	if include_bounced_original:
-		for message_id in getattr(msg, "original_message_ids", None) or []:
-			found = communication_for_message_id(message_id)
-			if found:
-				return TicketMatch(found[1], "bounced_message_id", found[0])
+	if include_bounced_original and msg.original_message_id:
+		found = communication_for_message_id(msg.original_message_id)
+		if found:
+			return TicketMatch(found[1], "returned_message_id", found[0])
 	return None
 
 

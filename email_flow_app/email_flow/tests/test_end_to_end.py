@@ -148,7 +148,10 @@ class TestEmailToTicketRoundTrip(SiteTestCase):
 			filters={"reference_doctype": "Ticket", "reference_name": ticket.name, "comment_type": "Comment"},
 			pluck="content",
 		)
-		self.assertTrue(any("out of the office" in n.lower() or "auto" in n.lower() for n in notes), notes)
+		# Both are notes on the ticket they answer (the bounce found through the returned Message-ID).
+		self.assertEqual(len(notes), 2, notes)
+		self.assertTrue(any("Automatic reply" in n for n in notes), notes)
+		self.assertTrue(any("Undelivered Mail" in n for n in notes), notes)
 		self.assertEqual(self.inbound("Failed"), [])
 
 
