@@ -14,6 +14,8 @@ fixtures = [
 	{"dt": "Role", "filters": [["role_name", "in", ["Support Agent", "Support Manager"]]]},
 ]
 
+before_uninstall = "email_flow_app.install.before_uninstall"
+
 scheduler_events = {
 	"cron": {
 		"* * * * *": ["email_flow_app.email_flow.services.polling.enqueue_polls"],
@@ -35,3 +37,6 @@ permission_query_conditions = {
 has_permission = {
 	"Ticket": "email_flow_app.email_flow.permissions.has_ticket_permission",
 }
+
+# Desk: the "Connect inbox" dialogs and channel health helpers (public/js/connect_inbox.js).
+app_include_js = ["/assets/email_flow_app/js/connect_inbox.js"]

@@ -1,8 +1,12 @@
 """Build channel objects (email_flow_app.channels) from queue and channel documents."""
 
+import functools
+import os
 import ssl
+import tempfile
 
 import frappe
+import requests
 from frappe.utils.password import get_decrypted_password
 
 from email_flow_app.channels.auth import OAuthAuth, PasswordAuth
@@ -24,6 +28,89 @@ def store_secret(doc, fieldname: str, value: str) -> None:
 	set_encrypted_password(doc.doctype, doc.name, value, fieldname)
 
 
+def token_cache_owner(doc) -> tuple[str, str]:
+	"""Where the msal token cache of an Office 365 queue or channel lives.
+
+	A queue and the channel it sends through, signed in as the same account
+	with the same app registration, share ONE cache (on the queue): msal
+	rotates refresh tokens, and two copies would drift apart.
+	"""
+	if doc.doctype == "Outgoing Channel" and doc.get("o365_mode") != "App only":
+		queue = frappe.db.get_value(
+			"Incoming Email Queue",
+			{
+				"outgoing_channel": doc.name,
+				"channel_type": "Office 365",
+				"email_address": (doc.get("from_address") or "").lower(),
+				"o365_client_id": doc.get("o365_client_id"),
+			},
+			"name",
+		)
+		if queue:
+			return "Incoming Email Queue", queue
+	return doc.doctype, doc.name
+
+
+def read_token_cache(doc) -> str | None:
+	doctype, name = token_cache_owner(doc)
+	return get_decrypted_password(doctype, name, TOKEN_CACHE_FIELD, raise_exception=False)
+
+
+def write_token_cache(doc, value: str) -> None:
+	from frappe.utils.password import set_encrypted_password
+
+	doctype, name = token_cache_owner(doc)
+	set_encrypted_password(doctype, name, value, TOKEN_CACHE_FIELD)
+
+
+def o365_scopes(doc) -> tuple[str, ...]:
+	"""IMAP/SMTP (XOAUTH2) or Graph scopes, delegated or app-only."""
+	from email_flow_app.channels import office365
+
+	graph = doc.channel_type == "Office 365 Graph"
+	if doc.get("o365_mode") == "App only":
+		return office365.GRAPH_APP_SCOPES if graph else office365.APP_SCOPES
+	return office365.GRAPH_DELEGATED_SCOPES if graph else office365.DELEGATED_SCOPES
+
+
+class _TrustingSession(requests.Session):
+	"""Verifies with `ca_bundle` even when REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE are set.
+
+	requests lets those variables override `Session.verify`; proxies from the
+	environment still apply.
+	"""
+
+	ca_bundle: str | None = None
+
+	def merge_environment_settings(self, url, proxies, stream, verify, cert):
+		merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+		if self.ca_bundle and merged.get("verify") is not False:
+			merged["verify"] = self.ca_bundle
+		return merged
+
+
+def http_session() -> requests.Session:
+	"""A requests session for the identity providers; trusts `email_flow_ca_bundle` as well."""
+	session = _TrustingSession()
+	bundle = frappe.conf.get("email_flow_ca_bundle")
+	if bundle:
+		session.ca_bundle = _combined_bundle(bundle)
+	return session
+
+
+@functools.cache
+def _combined_bundle(bundle: str) -> str:
+	"""The default CA store (certifi) plus the private CA bundle, as one file."""
+	import certifi
+
+	with open(certifi.where(), "rb") as default, open(bundle, "rb") as extra:
+		data = default.read() + b"\n" + extra.read()
+	fd, path = tempfile.mkstemp(prefix="email-flow-ca-", suffix=".pem")
+	with os.fdopen(fd, "wb") as out:
+		out.write(data)
+	return path
+
+
 def _auth(doc):
 	if doc.auth_method != "OAuth":
 		return PasswordAuth(secret(doc, "password") or "")
@@ -42,10 +129,11 @@ def token_provider(doc):
 				tenant=doc.o365_tenant,
 				client_id=doc.o365_client_id,
 				client_secret=secret(doc, "o365_client_secret"),
-				scopes=None,
-				cache=secret(doc, TOKEN_CACHE_FIELD),
+				scopes=o365_scopes(doc),
+				cache=read_token_cache(doc),
 				mode="app" if doc.o365_mode == "App only" else "delegated",
 				account=doc.get("email_address") or doc.get("from_address"),
+				http_session=http_session(),
 				**_authority_override(),
 			),
 		)
@@ -58,6 +146,8 @@ def token_provider(doc):
 				client_id=doc.google_client_id,
 				client_secret=secret(doc, "google_client_secret"),
 				refresh_token=secret(doc, "google_refresh_token"),
+				on_rotate=lambda token: store_secret(doc, "google_refresh_token", token),
+				http_session=http_session(),
 				**_google_override(),
 			),
 		)
@@ -94,7 +184,7 @@ class _PersistingProvider:
 	def _persist(self) -> None:
 		serialized = getattr(self.provider, "serialized_cache", None)
 		if callable(serialized) and getattr(self.provider, "cache_changed", False):
-			store_secret(self.doc, TOKEN_CACHE_FIELD, serialized())
+			write_token_cache(self.doc, serialized())
 		rotated = getattr(self.provider, "rotated_refresh_token", None)
 		if rotated:
 			store_secret(self.doc, "google_refresh_token", rotated)

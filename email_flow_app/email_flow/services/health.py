@@ -1,48 +1,67 @@
-"""A queue's or channel's health: last success, last error, back-off, one notification."""
+"""A queue's or channel's health: last success, last error, back-off, one notification.
+
+Works for Incoming Email Queues (last_poll, failure_count, next_poll_after)
+and Outgoing Channels (status, last_success, last_error only): fields a
+DocType does not have are skipped.
+"""
 
 import frappe
 from frappe import _
 from frappe.utils import add_to_date, now_datetime
 
 MAX_BACKOFF_MINUTES = 60
+MANAGER_ROLE = "Support Manager"
+HEALTHY = "Active"
+RECONNECT = "Reconnect needed"
+FAILING = "Failing"
+
+
+def _set(doc, values: dict) -> None:
+	meta = frappe.get_meta(doc.doctype)
+	values = {k: v for k, v in values.items() if meta.has_field(k)}
+	frappe.db.set_value(doc.doctype, doc.name, values, update_modified=False)
+	doc.update(values)
 
 
 def record_success(doc) -> None:
-	frappe.db.set_value(
-		doc.doctype,
-		doc.name,
+	_set(
+		doc,
 		{
 			"last_poll": now_datetime(),
 			"last_success": now_datetime(),
 			"failure_count": 0,
 			"next_poll_after": None,
-			"status": "Active",
+			"status": HEALTHY,
 		},
-		update_modified=False,
 	)
 
 
 def record_failure(doc, error: str, reconnect: bool = False) -> None:
 	"""Back off exponentially (1, 2, 4 … 60 minutes); notify Support Managers once per outage."""
 	failures = int(doc.get("failure_count") or 0) + 1
-	status = "Reconnect needed" if reconnect else "Failing"
+	status = RECONNECT if reconnect else FAILING
 	was = doc.get("status")
-	frappe.db.set_value(
-		doc.doctype,
-		doc.name,
+	_set(
+		doc,
 		{
 			"last_poll": now_datetime(),
 			"last_error": error[:1000],
 			"failure_count": failures,
-			"next_poll_after": add_to_date(
-				now_datetime(), minutes=min(2 ** (failures - 1), MAX_BACKOFF_MINUTES)
-			),
+			"next_poll_after": add_to_date(now_datetime(), minutes=backoff_minutes(failures)),
 			"status": status,
 		},
-		update_modified=False,
 	)
 	if was != status:
-		notify_managers(doc, _("{0} {1}: {2}").format(_(doc.doctype), doc.name, status), error)
+		notify_managers(doc, _("{0} {1}: {2}").format(_(doc.doctype), doc.name, _(status)), error)
+
+
+def record_check_failure(doc, error: str) -> None:
+	"""A connection test an admin ran failed: show the error, keep the status and the back-off."""
+	_set(doc, {"last_error": error[:1000]})
+
+
+def backoff_minutes(failures: int) -> int:
+	return min(2 ** max(failures - 1, 0), MAX_BACKOFF_MINUTES)
 
 
 def record_note(doc, note: str) -> None:
@@ -50,14 +69,29 @@ def record_note(doc, note: str) -> None:
 
 
 def notify_managers(doc, subject: str, detail: str) -> None:
+	"""One Desk notification (Notification Log) per enabled Support Manager, not per failure.
+
+	A manager who still has an unread notification about this document gets no second one.
+	"""
 	managers = frappe.get_all(
 		"Has Role",
-		filters={"role": "Support Manager", "parenttype": "User"},
+		filters={"role": MANAGER_ROLE, "parenttype": "User"},
 		pluck="parent",
 		distinct=True,
 	)
 	for user in managers:
 		if not frappe.db.get_value("User", user, "enabled"):
+			continue
+		if frappe.db.exists(
+			"Notification Log",
+			{
+				"for_user": user,
+				"document_type": doc.doctype,
+				"document_name": doc.name,
+				"subject": subject,
+				"read": 0,
+			},
+		):
 			continue
 		frappe.get_doc(
 			{

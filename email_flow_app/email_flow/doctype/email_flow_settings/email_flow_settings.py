@@ -22,6 +22,10 @@ class EmailFlowSettings(Document):
 		blocked_addresses: DF.Table[EmailFlowBlockedAddress]
 		max_attachment_size_mb: DF.Int
 		max_tickets_per_sender_per_hour: DF.Int
+		o365_client_id: DF.Data | None
+		o365_client_secret: DF.Password | None
+		o365_send_via: DF.Literal["SMTP (XOAUTH2)", "Microsoft Graph"]
+		o365_tenant: DF.Data | None
 		oversize_action: DF.Literal["Keep the message, drop the attachment", "Quarantine the message"]
 	# end: auto-generated types
 

@@ -27,3 +27,21 @@ frappe.ui.form.on("Incoming Email Queue", {
 		);
 	},
 });
+
+// Health (last success, last error), Reconnect, forwarding instructions.
+frappe.ui.form.on("Incoming Email Queue", {
+	refresh(frm) {
+		if (frm.is_new()) return;
+		email_flow.show_health(frm);
+		if (frm.doc.channel_type === "Forwarding") {
+			frm.add_custom_button(__("Forwarding instructions"), () =>
+				email_flow.show_forwarding(frm.doc.name)
+			);
+			return;
+		}
+		const reconnect = frm.add_custom_button(__("Reconnect"), () => email_flow.reconnect(frm));
+		if (frm.doc.status === "Reconnect needed") {
+			reconnect.removeClass("btn-default").addClass("btn-primary ef-reconnect-needed");
+		}
+	},
+});

@@ -16,3 +16,15 @@ frappe.ui.form.on("Outgoing Channel", {
 		);
 	},
 });
+
+// Health (last success, last error) and Reconnect.
+frappe.ui.form.on("Outgoing Channel", {
+	refresh(frm) {
+		if (frm.is_new()) return;
+		email_flow.show_health(frm);
+		const reconnect = frm.add_custom_button(__("Reconnect"), () => email_flow.reconnect(frm));
+		if (frm.doc.status === "Reconnect needed") {
+			reconnect.removeClass("btn-default").addClass("btn-primary ef-reconnect-needed");
+		}
+	},
+});
