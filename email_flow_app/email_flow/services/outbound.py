@@ -21,8 +21,8 @@ from email.utils import formataddr, parseaddr
 import frappe
 from frappe.utils import add_to_date, now_datetime
 
-from email_flow_app.channels.errors import PermanentError, TemporaryError
-from email_flow_app.email_flow.services import connect, settings
+from email_flow_app.channels.errors import ChannelError, PermanentError, ReconnectNeeded
+from email_flow_app.email_flow.services import connect, health, settings
 from email_flow_app.email_flow.services.threads import normalize_message_id
 from email_flow_app.mail import base_subject, make_ticket_token, subject_tag
 
@@ -46,23 +46,28 @@ def send_email_queue(email_queue, sender: str, recipient: str, message: bytes | 
 		message = _with_from(message, channel)
 	try:
 		deliver(channel, message, recipient)
-	except TemporaryError as exc:
+	except PermanentError as exc:
+		from frappe.email.doctype.email_queue.email_queue import get_email_retry_limit
+
+		health.record_failure(channel, str(exc))
+		frappe.db.set_value(
+			"Email Queue", email_queue.name, "retry", get_email_retry_limit(), update_modified=False
+		)
+		raise frappe.OutgoingEmailError(f"{channel.name}: {exc}") from exc
+	except ChannelError as exc:
+		# Temporary trouble, or credentials to fix (then the channel shows "Reconnect needed"):
+		# postpone with back-off; Frappe counts the retry.
+		health.record_failure(channel, str(exc), reconnect=isinstance(exc, ReconnectNeeded))
 		retry = int(email_queue.retry or 0)
 		frappe.db.set_value(
 			"Email Queue",
 			email_queue.name,
 			"send_after",
-			add_to_date(now_datetime(), minutes=2**retry),
+			add_to_date(now_datetime(), minutes=health.backoff_minutes(retry + 1)),
 			update_modified=False,
 		)
 		raise frappe.OutgoingEmailError(f"{channel.name}: {exc} (will retry)") from exc
-	except PermanentError as exc:
-		from frappe.email.doctype.email_queue.email_queue import get_email_retry_limit
-
-		frappe.db.set_value(
-			"Email Queue", email_queue.name, "retry", get_email_retry_limit(), update_modified=False
-		)
-		raise frappe.OutgoingEmailError(f"{channel.name}: {exc}") from exc
+	health.record_success(channel)
 
 
 def deliver(channel, message: bytes, recipient: str) -> None:
@@ -71,7 +76,12 @@ def deliver(channel, message: bytes, recipient: str) -> None:
 
 		graph_base = frappe.conf.get("email_flow_graph_base")
 		kwargs = {"graph_base": graph_base} if graph_base else {}
-		GraphSender(connect.token_provider(channel), channel.from_address, **kwargs).send(message)
+		GraphSender(
+			connect.token_provider(channel),
+			channel.from_address,
+			http_session=connect.http_session(),
+			**kwargs,
+		).send(message)
 		return
 	with connect.smtp_sink(channel) as sink:
 		sink.send(message, channel.from_address, [recipient])

@@ -158,3 +158,60 @@ class TestRoutingAndPolicies(SiteTestCase):
 		self.assertEqual(sent["From"].addresses[0].addr_spec, world.support)
 		self.assertEqual(sent["Subject"], "Password Reset")
 		self.assertEqual(world.smtp.messages[0].login, world.support)
+
+	def test_reply_failures_are_visible_retried_with_backoff_and_never_resent(self):
+		from frappe.core.doctype.communication.email import make as make_communication
+
+		world = self.world
+		customer = "busy@customer.test"
+		ticket = frappe.get_doc(
+			{
+				"doctype": "Ticket",
+				"subject": "Send trouble",
+				"email_queue": world.queue.name,
+				"raised_by": customer,
+			}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+		make_communication(
+			doctype="Ticket",
+			name=ticket.name,
+			content="We are on it.",
+			subject="Re: Send trouble",
+			recipients=customer,
+			communication_medium="Email",
+			sent_or_received="Sent",
+			send_email=True,
+		)
+		frappe.db.commit()
+		queued = frappe.get_all("Email Queue", filters={"reference_name": ticket.name}, pluck="name")[0]
+
+		def send():
+			try:
+				frappe.get_doc("Email Queue", queued).send()
+			except Exception:
+				pass  # Frappe's job runner logs it; what counts is what the records say
+			frappe.db.rollback()
+			return frappe.db.get_value("Email Queue", queued, ["status", "retry", "send_after"], as_dict=True)
+
+		try:
+			world.smtp.reset()
+			world.smtp.reply_to_recipient(customer, "450 4.2.1 Mailbox busy, try later")
+			row = send()
+			self.assertEqual((row.status, row.retry), ("Not Sent", 1))
+			self.assertGreater(row.send_after, now_datetime())  # backs off
+			channel = frappe.db.get_value(
+				"Outgoing Channel", world.channel.name, ["status", "last_error"], as_dict=True
+			)
+			self.assertEqual(channel.status, "Failing")
+			self.assertIn("450", channel.last_error)
+
+			world.smtp.reset()  # the mailbox is free again
+			row = send()
+			self.assertEqual(row.status, "Sent")
+			self.assertEqual([m.rcpt_tos for m in world.smtp.messages], [[customer]])
+			self.assertEqual(frappe.db.get_value("Outgoing Channel", world.channel.name, "status"), "Active")
+			row = send()  # sending again sends nothing twice
+			self.assertEqual(len(world.smtp.messages), 1)
+		finally:
+			world.smtp.reset()
