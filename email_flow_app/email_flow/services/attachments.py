@@ -1,12 +1,142 @@
-"""Mail attachments become private Files on the Ticket; inline cid: images are rewritten."""
+"""Mail attachments become private Files on the Ticket; inline cid: images are rewritten.
 
+Files written by the pipeline (the raw message, attachments) are written to
+the site's private files folder and recorded as File rows directly, one
+INSERT each (or one per batch), instead of through the File controller (about
+ten queries, a content-hash lookup, an "attachment added" Comment and, for
+JPEGs, EXIF stripping of the customer's bytes). A site with a `write_file`
+hook (files stored elsewhere, e.g. S3) gets the File controller path.
+"""
+
+import hashlib
+import os
 import re
 
 import frappe
 from frappe import _
+from frappe.utils import get_files_path, now_datetime
 
 from email_flow_app.email_flow.services import settings
 from email_flow_app.mail import ParsedMessage
+
+MAX_FILE_NAME = 140  # File.file_name is a Data field
+FIELDS = (
+	"name",
+	"owner",
+	"creation",
+	"modified",
+	"modified_by",
+	"docstatus",
+	"idx",
+	"file_name",
+	"file_url",
+	"is_private",
+	"file_size",
+	"file_type",
+	"content_hash",
+	"folder",
+	"attached_to_doctype",
+	"attached_to_name",
+	"attached_to_field",
+	"is_folder",
+	"is_home_folder",
+	"is_attachments_folder",
+	"uploaded_to_dropbox",
+	"uploaded_to_google_drive",
+)
+
+
+def direct_writes() -> bool:
+	"""False when an app stores files elsewhere (hook `write_file`): use the File controller."""
+	return settings.cached("direct_file_writes", lambda: not frappe.get_hooks("write_file"))
+
+
+def safe_file_name(name: str | None, fallback: str) -> str:
+	"""A file name without path parts or control characters, short enough for File.file_name."""
+	name = re.sub(r"[\x00-\x1f/\\]+", "_", os.path.basename((name or "").replace("\\", "/"))).strip(" .")
+	name = name or fallback
+	if len(name) > MAX_FILE_NAME - 8:  # room for a uniqueness suffix
+		stem, ext = os.path.splitext(name)
+		ext = ext[:16]
+		name = stem[: MAX_FILE_NAME - 8 - len(ext)] + ext
+	return name
+
+
+def write_private_file(file_name: str, content: bytes, fsync: bool = False) -> tuple[str, str]:
+	"""Write `content` under private/files with a name not taken yet; (file name, file URL)."""
+	folder = get_files_path(is_private=1)
+	os.makedirs(folder, exist_ok=True)
+	stem, ext = os.path.splitext(file_name)
+	candidate = file_name
+	while True:
+		try:
+			fd = os.open(os.path.join(folder, candidate), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+			break
+		except FileExistsError:
+			candidate = f"{stem}{frappe.generate_hash(length=6)}{ext}"
+	with os.fdopen(fd, "wb") as out:
+		out.write(content)
+		if fsync:
+			out.flush()
+			os.fsync(out.fileno())
+	return candidate, f"/private/files/{candidate}"
+
+
+def file_row(file_name: str, file_url: str, content: bytes, doctype: str, name: str) -> tuple:
+	"""A File row (values in FIELDS order) for a private file attached to doctype/name."""
+	now = now_datetime()
+	user = frappe.session.user
+	ext = os.path.splitext(file_name)[1].lstrip(".").upper()[:140] or None
+	return (
+		frappe.generate_hash(length=10),
+		user,
+		now,
+		now,
+		user,
+		0,
+		0,
+		file_name,
+		file_url,
+		1,
+		len(content),
+		ext,
+		hashlib.md5(content, usedforsecurity=False).hexdigest(),
+		"Home/Attachments",
+		doctype,
+		name,
+		None,
+		0,
+		0,
+		0,
+		0,
+		0,
+	)
+
+
+def insert_file_rows(rows: list[tuple]) -> None:
+	if rows:
+		frappe.db.bulk_insert("File", FIELDS, rows)
+
+
+def save_private_file(file_name: str, content: bytes, doctype: str, name: str) -> str:
+	"""Save `content` as a private File attached to doctype/name; returns its URL."""
+	file_name = safe_file_name(file_name, "attachment")
+	if direct_writes():
+		stored_name, url = write_private_file(file_name, content)
+		insert_file_rows([file_row(stored_name, url, content, doctype, name)])
+		return url
+	file = frappe.get_doc(
+		{
+			"doctype": "File",
+			"file_name": file_name,
+			"attached_to_doctype": doctype,
+			"attached_to_name": name,
+			"is_private": 1,
+			"content": content,
+		}
+	)
+	file.insert(ignore_permissions=True)
+	return file.file_url
 
 
 def save_attachments(ticket: str, msg: ParsedMessage) -> dict[str, str]:
@@ -22,18 +152,8 @@ def save_attachments(ticket: str, msg: ParsedMessage) -> dict[str, str]:
 		if limit_mb and part.size > limit_mb * 1024 * 1024:
 			skipped.append(f"{part.filename} ({part.size // (1024 * 1024)} MB)")
 			continue
-		file = frappe.get_doc(
-			{
-				"doctype": "File",
-				"file_name": part.filename or f"attachment-{index + 1}",
-				"attached_to_doctype": "Ticket",
-				"attached_to_name": ticket,
-				"is_private": 1,
-				"content": part.payload,
-			}
-		)
-		file.insert(ignore_permissions=True)
-		saved[part.content_id or part.filename or str(index)] = file.file_url
+		url = save_private_file(part.filename or f"attachment-{index + 1}", part.payload, "Ticket", ticket)
+		saved[part.content_id or part.filename or str(index)] = url
 	if skipped:
 		frappe.get_doc(
 			{

@@ -1,8 +1,12 @@
 """Scheduler entry point and the per-queue poll job (RQ).
 
-Per folder: fetch in UID order; for each message store + advance the folder's
-last UID in ONE commit (so a killed worker neither skips nor repeats), then
-process it and commit; acknowledge on the server only after those commits.
+Per folder, one FETCH batch (BATCH_SIZE messages, UID order) at a time:
+store every message of the batch + advance the folder's last UID in ONE
+commit (so a killed worker neither skips nor repeats), then process them in
+chunks of PROCESS_CHUNK, one commit per chunk (a chunk cut short by a dying
+worker is rolled back and its messages, still Received, are filed by the
+next run); acknowledge on the server only after those commits. One job
+drains the whole backlog: batches bound memory, not the work per run.
 """
 
 import frappe
@@ -13,14 +17,15 @@ from rq.job import JobStatus
 
 from email_flow_app.channels.errors import ChannelError, ReconnectNeeded, UIDValidityChanged
 from email_flow_app.channels.imap import FolderState
-from email_flow_app.email_flow.services import connect, health
-from email_flow_app.email_flow.services.ingest import process_inbound, release_locks
-from email_flow_app.email_flow.services.store import INBOUND, imap_key, store_inbound
+from email_flow_app.email_flow.services import connect, health, settings
+from email_flow_app.email_flow.services.ingest import process_batch, release_locks
+from email_flow_app.email_flow.services.store import INBOUND, store_batch
 
 QUEUE = "Incoming Email Queue"
 FOLDER = "Incoming Email Queue Folder"
 POLLED_TYPES = ("IMAP", "Office 365", "Google")
-BATCH_SIZE = 100
+BATCH_SIZE = 100  # messages per UID FETCH, stored in one transaction
+PROCESS_CHUNK = 20  # messages filed per commit
 ACK_MODES = {"Mark as seen": "seen", "Move to folder": "move", "Leave on server": "leave"}
 
 
@@ -61,26 +66,31 @@ def poll_queue(queue_name: str) -> int:
 	if not _acquire_queue_lock(queue_name):
 		return 0
 	try:
-		queue = frappe.get_doc(QUEUE, queue_name)
-		# Stored by a run that died before filing them: file them first, in order.
-		_process_received(queue_name)
-		stored = 0
-		try:
-			with connect.imap_source(queue) as source:
-				for row in queue.folders or [
-					frappe._dict(name=None, folder_name="INBOX", uidvalidity=None, last_uid=0)
-				]:
-					stored += _poll_folder(queue, source, row)
-		except ReconnectNeeded as exc:
-			health.record_failure(queue, str(exc), reconnect=True)
-		except ChannelError as exc:
-			health.record_failure(queue, str(exc))
-		else:
-			health.record_success(queue)
-		frappe.db.commit()
-		return stored
+		with settings.run_cache():
+			return _poll(queue_name)
 	finally:
 		_release_queue_lock(queue_name)
+
+
+def _poll(queue_name: str) -> int:
+	queue = frappe.get_doc(QUEUE, queue_name)
+	# Stored by a run that died before filing them: file them first, in order.
+	_process_received(queue_name)
+	stored = 0
+	try:
+		with connect.imap_source(queue) as source:
+			for row in queue.folders or [
+				frappe._dict(name=None, folder_name="INBOX", uidvalidity=None, last_uid=0)
+			]:
+				stored += _poll_folder(queue, source, row)
+	except ReconnectNeeded as exc:
+		health.record_failure(queue, str(exc), reconnect=True)
+	except ChannelError as exc:
+		health.record_failure(queue, str(exc))
+	else:
+		health.record_success(queue)
+	frappe.db.commit()
+	return stored
 
 
 def _poll_folder(queue, source, row) -> int:
@@ -91,28 +101,14 @@ def _poll_folder(queue, source, row) -> int:
 	)
 	try:
 		run = source.fetch_new(row.folder_name, state, batch_size=BATCH_SIZE)
-		pending_ack: list[int] = []
 		stored = 0
+		batch: list[tuple[int, bytes]] = []
 		for uid, raw in run:
-			name, _created = store_inbound(
-				queue=queue.name,
-				raw=raw,
-				key=imap_key(queue.name, row.folder_name, run.state.uidvalidity, uid),
-				folder=row.folder_name,
-				uidvalidity=run.state.uidvalidity,
-				uid=uid,
-			)
-			_save_folder_state(row, run.state.uidvalidity, uid)
-			frappe.db.commit()  # stored + state advanced together: rule 1 and 2
-			process_inbound(name)
-			frappe.db.commit()
-			release_locks()
-			stored += 1
-			pending_ack.append(uid)
-			if len(pending_ack) >= BATCH_SIZE:
-				_ack(queue, source, row.folder_name, pending_ack)
-				pending_ack = []
-		_ack(queue, source, row.folder_name, pending_ack)
+			batch.append((uid, raw))
+			if len(batch) >= BATCH_SIZE:
+				stored += _file_batch(queue, source, row, run.state.uidvalidity, batch)
+				batch = []
+		stored += _file_batch(queue, source, row, run.state.uidvalidity, batch)
 		return stored
 	except UIDValidityChanged as exc:
 		# The server renumbered the folder. Start over at UID 0 under the new
@@ -127,6 +123,28 @@ def _poll_folder(queue, source, row) -> int:
 		)
 		frappe.db.commit()
 		return 0
+
+
+def _file_batch(queue, source, row, uidvalidity: int, batch: list[tuple[int, bytes]]) -> int:
+	"""Store a FETCH batch and the folder state (commit), file it (commit per chunk), then ack."""
+	if not batch:
+		return 0
+	names = store_batch(queue=queue.name, folder=row.folder_name, uidvalidity=uidvalidity, messages=batch)
+	_save_folder_state(row, uidvalidity, batch[-1][0])
+	frappe.db.commit()  # stored + state advanced together: rule 1 and 2
+	raws = {name: raw for (name, _created), (_uid, raw) in zip(names, batch, strict=True)}
+	_process_in_chunks([(name, raws.pop(name, None)) for name, _created in names])
+	_ack(queue, source, row.folder_name, [uid for uid, _raw in batch])
+	return len(batch)
+
+
+def _process_in_chunks(items: list[tuple[str, bytes | None]]) -> None:
+	for start in range(0, len(items), PROCESS_CHUNK):
+		try:
+			process_batch(items[start : start + PROCESS_CHUNK])
+			frappe.db.commit()
+		finally:
+			release_locks()
 
 
 def _save_folder_state(row, uidvalidity: int | None, last_uid: int) -> None:
@@ -160,10 +178,8 @@ def _process_received(queue_name: str | None, limit: int = 500, older_than_minut
 	if older_than_minutes:
 		filters["creation"] = ("<", add_to_date(now_datetime(), minutes=-older_than_minutes))
 	names = frappe.get_all(INBOUND, filters=filters, pluck="name", order_by="creation", limit=limit)
-	for name in names:
-		process_inbound(name)
-		frappe.db.commit()
-		release_locks()
+	with settings.run_cache():
+		_process_in_chunks([(name, None) for name in names])
 	return len(names)
 
 

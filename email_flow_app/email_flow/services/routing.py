@@ -3,6 +3,7 @@
 import frappe
 from frappe.desk.form.assign_to import add as add_assignment
 
+from email_flow_app.email_flow.services.settings import cached
 from email_flow_app.mail import ParsedMessage
 
 QUEUE = "Incoming Email Queue"
@@ -16,6 +17,29 @@ def _base(address: str) -> str:
 
 def queue_addresses() -> dict[str, str]:
 	"""address -> queue, for every enabled queue's inbox and creation address."""
+	return cached("queue_addresses", _queue_addresses)
+
+
+def queue_settings(queue: str) -> frappe._dict | None:
+	"""The queue fields the pipeline reads for every message (once per run)."""
+	return cached(
+		("queue", queue),
+		lambda: frappe.db.get_value(
+			QUEUE,
+			queue,
+			[
+				"email_address",
+				"creation_address",
+				"cc_only_creates_ticket",
+				"reopen_window_days",
+				"send_acknowledgement",
+			],
+			as_dict=True,
+		),
+	)
+
+
+def _queue_addresses() -> dict[str, str]:
 	mapping: dict[str, str] = {}
 	for row in frappe.get_all(
 		QUEUE,
@@ -46,9 +70,7 @@ def target_queue(msg: ParsedMessage, fetched_by: str) -> str:
 
 def addressed_directly(msg: ParsedMessage, queue: str) -> bool:
 	"""False when the queue's inbox is only in Cc and the queue creates no tickets from Cc-only mail."""
-	row = frappe.db.get_value(
-		QUEUE, queue, ["email_address", "creation_address", "cc_only_creates_ticket"], as_dict=True
-	)
+	row = queue_settings(queue)
 	if not row or row.cc_only_creates_ticket:
 		return True
 	ours = {_base(a) for a in (row.email_address, row.creation_address) if a}
@@ -59,11 +81,14 @@ def addressed_directly(msg: ParsedMessage, queue: str) -> bool:
 
 def assign(ticket, queue: str) -> str | None:
 	"""Round robin over the queue's agents; returns the user assigned."""
-	agents = frappe.get_all(
-		"Incoming Email Queue Agent",
-		filters={"parenttype": QUEUE, "parent": queue, "parentfield": "assign_to"},
-		pluck="user",
-		order_by="idx",
+	agents = cached(
+		("agents", queue),
+		lambda: frappe.get_all(
+			"Incoming Email Queue Agent",
+			filters={"parenttype": QUEUE, "parent": queue, "parentfield": "assign_to"},
+			pluck="user",
+			order_by="idx",
+		),
 	)
 	if not agents:
 		return None

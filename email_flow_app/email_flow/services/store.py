@@ -6,11 +6,33 @@ message (a worker killed after the commit, a retried webhook) a no-op.
 """
 
 import hashlib
+import os
 
 import frappe
-from frappe.utils import now_datetime
+from frappe.utils import get_files_path, now_datetime
+
+from email_flow_app.email_flow.services import attachments
 
 INBOUND = "Inbound Email"
+INBOUND_FIELDS = (
+	"name",
+	"owner",
+	"creation",
+	"modified",
+	"modified_by",
+	"docstatus",
+	"idx",
+	"email_queue",
+	"status",
+	"folder",
+	"uidvalidity",
+	"uid",
+	"dedupe_key",
+	"raw_size",
+	"received_at",
+	"raw_file",
+	"attempts",
+)
 
 
 def imap_key(queue: str, folder: str, uidvalidity: int | None, uid: int) -> str:
@@ -57,8 +79,97 @@ def store_inbound(
 	return doc.name, True
 
 
+def store_batch(
+	*, queue: str, folder: str, uidvalidity: int | None, messages: list[tuple[int, bytes]]
+) -> list[tuple[str, bool]]:
+	"""`store_inbound` for a whole FETCH batch: a handful of queries instead of ~15 per message.
+
+	Same contract: (name, created) per message in order, nothing written for a
+	dedupe key stored before; the caller commits. Each raw message is written
+	(and fsynced) to its own private file before the rows are inserted.
+	"""
+	if not messages:
+		return []
+	keys = [imap_key(queue, folder, uidvalidity, uid) for uid, _raw in messages]
+	existing = dict(
+		frappe.get_all(
+			INBOUND, filters={"dedupe_key": ("in", keys)}, fields=["dedupe_key", "name"], as_list=True
+		)
+	)
+	new = [
+		(uid, raw, key)
+		for (uid, raw), key in zip(messages, keys, strict=True)
+		if key not in existing and not existing.setdefault(key, "")
+	]
+	series = _series(len(new)) if new and attachments.direct_writes() else None
+	if series is None:
+		# No plain naming series, or files stored elsewhere: one record at a time.
+		for uid, raw, key in new:
+			existing[key] = store_inbound(
+				queue=queue, raw=raw, key=key, folder=folder, uidvalidity=uidvalidity, uid=uid
+			)[0]
+		return [(existing[key], key in {k for _u, _r, k in new}) for key in keys]
+	now = now_datetime()
+	user = frappe.session.user
+	rows, files = [], []
+	for (uid, raw, key), name in zip(new, series, strict=True):
+		file_name, url = attachments.write_private_file(f"{name}.eml", raw, fsync=True)
+		files.append(attachments.file_row(file_name, url, raw, INBOUND, name))
+		rows.append(
+			(
+				name,
+				user,
+				now,
+				now,
+				user,
+				0,
+				0,
+				queue,
+				"Received",
+				folder,
+				str(uidvalidity) if uidvalidity is not None else None,
+				uid,
+				key,
+				len(raw),
+				now,
+				url,
+				0,
+			)
+		)
+		existing[key] = name
+	frappe.db.bulk_insert(INBOUND, INBOUND_FIELDS, rows)
+	attachments.insert_file_rows(files)
+	created = {key for _uid, _raw, key in new}
+	return [(existing[key], key in created) for key in keys]
+
+
+def _series(count: int) -> list[str] | None:
+	"""Reserve `count` names of the Inbound Email naming series (e.g. INB-.#######) at once."""
+	autoname = frappe.get_meta(INBOUND).autoname or ""
+	prefix, dot, hashes = autoname.rpartition(".")
+	if not dot or not prefix or set(hashes) != {"#"} or any(c in prefix for c in "{}."):
+		return None
+	current = frappe.db.sql("SELECT `current` FROM `tabSeries` WHERE `name`=%s FOR UPDATE", (prefix,))
+	if current:
+		start = int(current[0][0] or 0)
+		frappe.db.sql("UPDATE `tabSeries` SET `current` = %s WHERE `name`=%s", (start + count, prefix))
+	else:
+		start = 0
+		frappe.db.sql("INSERT INTO `tabSeries` (`name`, `current`) VALUES (%s, %s)", (prefix, count))
+	return [f"{prefix}{n:0{len(hashes)}d}" for n in range(start + 1, start + count + 1)]
+
+
 def save_raw(inbound_name: str, raw: bytes) -> str:
-	"""Write the raw message as a private File attached to its Inbound Email."""
+	"""Write the raw message (fsynced) as a private File attached to its Inbound Email.
+
+	The raw message is an archive of what arrived, whatever its size: the
+	direct write is not subject to the site's upload size limit (which the
+	File controller enforces; sites storing files elsewhere go through it).
+	"""
+	if attachments.direct_writes():
+		file_name, url = attachments.write_private_file(f"{inbound_name}.eml", raw, fsync=True)
+		attachments.insert_file_rows([attachments.file_row(file_name, url, raw, INBOUND, inbound_name)])
+		return url
 	file = frappe.get_doc(
 		{
 			"doctype": "File",
@@ -69,17 +180,19 @@ def save_raw(inbound_name: str, raw: bytes) -> str:
 			"content": raw,
 		}
 	)
-	# The raw message is an archive of what arrived, whatever its size; the
-	# attachment size limit applies when its parts become ticket Files.
-	file.flags.ignore_file_validate = True
 	file.insert(ignore_permissions=True)
 	return file.file_url
 
 
-def load_raw(inbound_name: str) -> bytes:
-	file_url = frappe.db.get_value(INBOUND, inbound_name, "raw_file")
+def load_raw(inbound_name: str, file_url: str | None = None) -> bytes:
+	file_url = file_url or frappe.db.get_value(INBOUND, inbound_name, "raw_file")
 	if not file_url:
 		raise FileNotFoundError(f"{inbound_name} has no raw message")
+	if file_url.startswith("/private/files/") and "/" not in file_url[len("/private/files/") :]:
+		path = get_files_path(file_url[len("/private/files/") :], is_private=1)
+		if os.path.exists(path):
+			with open(path, "rb") as raw:
+				return raw.read()
 	file_name = frappe.db.get_value("File", {"file_url": file_url, "attached_to_name": inbound_name})
 	content = frappe.get_doc("File", file_name).get_content()
 	return content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape")

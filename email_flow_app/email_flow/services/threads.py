@@ -1,6 +1,7 @@
 """Which ticket a message belongs to: exact evidence only, in the order of DESIGN.md rule 3."""
 
 import html
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import frappe
@@ -43,11 +44,52 @@ def find_ticket(msg: ParsedMessage, include_bounced_original: bool = False) -> T
 	return None
 
 
+def prefetch(messages: Iterable[ParsedMessage]) -> None:
+	"""Look up every In-Reply-To / References of a batch in one query (kept for the run).
+
+	Same answer as :func:`communication_for_message_id` one by one: the
+	oldest Communication on a Ticket with that Message-ID.
+	"""
+	known = settings.run_state("message_ids")
+	if getattr(frappe.local, "email_flow_run_cache", None) is None:
+		return
+	wanted = {
+		normalize_message_id(e.value)
+		for msg in messages
+		for e in thread_candidates(msg)
+		if e.kind in ("in_reply_to", "references")
+	}
+	wanted = {mid for mid in wanted if mid} - known.keys()
+	if not wanted:
+		return
+	variants = [v for mid in sorted(wanted) for v in (mid, f"<{mid}>")]
+	for message_id, name, ticket in frappe.db.sql(
+		"""select message_id, name, reference_name from `tabCommunication`
+		where message_id in %(ids)s and reference_doctype = 'Ticket'
+		order by creation""",
+		{"ids": variants},
+	):
+		known.setdefault(normalize_message_id(message_id), (name, ticket))
+	for mid in wanted:
+		known.setdefault(mid, None)
+
+
+def remember(message_id: str | None, communication: str, ticket: str) -> None:
+	"""A Communication filed in this run answers later lookups of its Message-ID."""
+	message_id = normalize_message_id(message_id)
+	known = settings.run_state("message_ids")
+	if message_id and known.get(message_id) is None:
+		known[message_id] = (communication, ticket)
+
+
 def communication_for_message_id(message_id: str) -> tuple[str, str] | None:
 	"""(Communication, Ticket) for a Message-ID we received or sent on a ticket."""
 	message_id = normalize_message_id(message_id)
 	if not message_id:
 		return None
+	known = settings.run_state("message_ids")
+	if message_id in known:
+		return known[message_id]
 	rows = frappe.db.sql(
 		"""select name, reference_name from `tabCommunication`
 		where message_id in (%s, %s) and reference_doctype = 'Ticket'
