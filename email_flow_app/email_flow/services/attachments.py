@@ -118,11 +118,15 @@ def insert_file_rows(rows: list[tuple]) -> None:
 		frappe.db.bulk_insert("File", FIELDS, rows)
 
 
-def save_private_file(file_name: str, content: bytes, doctype: str, name: str) -> str:
-	"""Save `content` as a private File attached to doctype/name; returns its URL."""
+def save_private_file(file_name: str, content: bytes, doctype: str, name: str, fsync: bool = False) -> str:
+	"""Save `content` as a private File attached to doctype/name; returns its URL.
+
+	The direct write is not subject to the site's upload size limit (the File
+	controller's, used when files are stored elsewhere, is).
+	"""
 	file_name = safe_file_name(file_name, "attachment")
 	if direct_writes():
-		stored_name, url = write_private_file(file_name, content)
+		stored_name, url = write_private_file(file_name, content, fsync=fsync)
 		insert_file_rows([file_row(stored_name, url, content, doctype, name)])
 		return url
 	file = frappe.get_doc(

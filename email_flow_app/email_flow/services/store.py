@@ -162,26 +162,10 @@ def _series(count: int) -> list[str] | None:
 def save_raw(inbound_name: str, raw: bytes) -> str:
 	"""Write the raw message (fsynced) as a private File attached to its Inbound Email.
 
-	The raw message is an archive of what arrived, whatever its size: the
-	direct write is not subject to the site's upload size limit (which the
-	File controller enforces; sites storing files elsewhere go through it).
+	An archive of what arrived, whatever its size: the attachment size limit
+	applies only when its parts become ticket Files.
 	"""
-	if attachments.direct_writes():
-		file_name, url = attachments.write_private_file(f"{inbound_name}.eml", raw, fsync=True)
-		attachments.insert_file_rows([attachments.file_row(file_name, url, raw, INBOUND, inbound_name)])
-		return url
-	file = frappe.get_doc(
-		{
-			"doctype": "File",
-			"file_name": f"{inbound_name}.eml",
-			"attached_to_doctype": INBOUND,
-			"attached_to_name": inbound_name,
-			"is_private": 1,
-			"content": raw,
-		}
-	)
-	file.insert(ignore_permissions=True)
-	return file.file_url
+	return attachments.save_private_file(f"{inbound_name}.eml", raw, INBOUND, inbound_name, fsync=True)
 
 
 def load_raw(inbound_name: str, file_url: str | None = None) -> bytes:
