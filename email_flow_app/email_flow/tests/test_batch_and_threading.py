@@ -3,27 +3,12 @@
 import frappe
 
 from email_flow_app.email_flow.services.polling import enqueue_polls
-from email_flow_app.email_flow.tests.utils import MailWorld, customer_email, run_worker
-
-try:  # Frappe v16+
-	from frappe.tests import IntegrationTestCase as SiteTestCase
-except ImportError:  # Frappe v15
-	from frappe.tests.utils import FrappeTestCase as SiteTestCase
+from email_flow_app.email_flow.tests.utils import MailWorldTestCase, customer_email, run_worker
 
 BATCH = 200
 
 
-class TestBatchAndThreading(SiteTestCase):
-	@classmethod
-	def setUpClass(cls):
-		super().setUpClass()
-		cls.world = MailWorld().start()
-
-	@classmethod
-	def tearDownClass(cls):
-		cls.world.stop()
-		super().tearDownClass()
-
+class TestBatchAndThreading(MailWorldTestCase):
 	def count(self, doctype, **filters):
 		"""Records of this test's batch (other tests of the class share the queue)."""
 		return frappe.db.count(

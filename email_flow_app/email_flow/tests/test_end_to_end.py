@@ -6,27 +6,17 @@ import email.policy
 import frappe
 from frappe.core.doctype.communication.email import make as make_communication
 
-from email_flow_app.email_flow.tests.utils import CUSTOMER, MailWorld, customer_email, reply_to
-
-try:  # Frappe v16+
-	from frappe.tests import IntegrationTestCase as SiteTestCase
-except ImportError:  # Frappe v15
-	from frappe.tests.utils import FrappeTestCase as SiteTestCase
+from email_flow_app.email_flow.tests.utils import (
+	CUSTOMER,
+	MailWorldTestCase,
+	customer_email,
+	reply_to,
+)
 
 PDF = b"%PDF-1.4\n% a tiny but real-looking pdf\n"
 
 
-class TestEmailToTicketRoundTrip(SiteTestCase):
-	@classmethod
-	def setUpClass(cls):
-		super().setUpClass()
-		cls.world = MailWorld().start()
-
-	@classmethod
-	def tearDownClass(cls):
-		cls.world.stop()
-		super().tearDownClass()
-
+class TestEmailToTicketRoundTrip(MailWorldTestCase):
 	def poll(self):
 		self.world.poll()
 

@@ -3,12 +3,7 @@
 import frappe
 from frappe.utils.password import get_decrypted_password
 
-from email_flow_app.email_flow.tests.utils import MailWorld, customer_email, http_post
-
-try:  # Frappe v16+
-	from frappe.tests import IntegrationTestCase as SiteTestCase
-except ImportError:  # Frappe v15
-	from frappe.tests.utils import FrappeTestCase as SiteTestCase
+from email_flow_app.email_flow.tests.utils import MailWorld, SiteTestCase, customer_email, http_post
 
 WEBHOOK = "/api/method/email_flow_app.email_flow.api.receive_forwarded"
 

@@ -6,26 +6,22 @@ import email.policy
 import frappe
 from frappe.utils import add_days, now_datetime
 
-from email_flow_app.email_flow.tests.utils import CUSTOMER, MailWorld, customer_email, run_worker
+from email_flow_app.email_flow.tests.utils import (
+	CUSTOMER,
+	MailWorldTestCase,
+	customer_email,
+	run_worker,
+)
 
-try:  # Frappe v16+
-	from frappe.tests import IntegrationTestCase as SiteTestCase
-except ImportError:  # Frappe v15
-	from frappe.tests.utils import FrappeTestCase as SiteTestCase
 
+class TestRoutingAndPolicies(MailWorldTestCase):
+	extra_inboxes = ("sales",)
 
-class TestRoutingAndPolicies(SiteTestCase):
 	@classmethod
 	def setUpClass(cls):
 		super().setUpClass()
-		cls.world = MailWorld(extra_inboxes=("sales",)).start()
 		cls.sales = cls.world.make_queue("Sales", cls.world.address("sales"))
 		frappe.db.commit()
-
-	@classmethod
-	def tearDownClass(cls):
-		cls.world.stop()
-		super().tearDownClass()
 
 	def poll(self):
 		self.world.poll()

@@ -18,6 +18,11 @@ from email.utils import formataddr, make_msgid
 import frappe
 from frappe.installer import update_site_config
 
+try:  # Frappe v16+
+	from frappe.tests import IntegrationTestCase as SiteTestCase
+except ImportError:  # Frappe v15
+	from frappe.tests.utils import FrappeTestCase as SiteTestCase
+
 from email_flow_app.testing.dovecot import DovecotServer
 from email_flow_app.testing.smtp_server import SMTPTestServer
 from email_flow_app.testing.tls import TestCA
@@ -258,3 +263,19 @@ def cleanup(tag: str) -> None:
 		frappe.delete_doc("Outgoing Channel", name, force=True, ignore_permissions=True)
 	frappe.db.delete("Email Flow Blocked Address", {"reference": ("like", f"% {tag}")})
 	frappe.db.commit()
+
+
+class MailWorldTestCase(SiteTestCase):
+	"""A site test class with its own MailWorld (`cls.world`), started once per class."""
+
+	extra_inboxes: tuple[str, ...] = ()
+
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		cls.world = MailWorld(extra_inboxes=cls.extra_inboxes).start()
+
+	@classmethod
+	def tearDownClass(cls):
+		cls.world.stop()
+		super().tearDownClass()
