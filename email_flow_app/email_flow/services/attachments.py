@@ -11,6 +11,7 @@ hook (files stored elsewhere, e.g. S3) gets the File controller path.
 import hashlib
 import os
 import re
+from collections.abc import Callable
 
 import frappe
 from frappe import _
@@ -143,21 +144,80 @@ def save_private_file(file_name: str, content: bytes, doctype: str, name: str, f
 	return file.file_url
 
 
+QUARANTINE = "Quarantine the message"
+
+
+def oversize_to_quarantine(msg: ParsedMessage) -> str | None:
+	"""The oversize attachments, when Email Flow Settings says such mail is quarantined; else None."""
+	limit_mb = settings.get_int("max_attachment_size_mb", 25)
+	if not limit_mb or settings.get_value("oversize_action") != QUARANTINE:
+		return None
+	over = [
+		f"{part.filename} ({part.size // (1024 * 1024)} MB)"
+		for part in msg.attachments
+		if part.size > limit_mb * 1024 * 1024
+	]
+	return ", ".join(over) or None
+
+
 def save_attachments(ticket: str, msg: ParsedMessage) -> dict[str, str]:
 	"""Save each attachment as a private File on the ticket; {content_id or filename: file_url}.
 
 	Attachments over the size limit are left out with a note; the raw message
 	(Inbound Email) still holds them, so nothing is lost.
 	"""
-	limit_mb = settings.get_int("max_attachment_size_mb", 25)
+	prepared = prepare_attachments(ticket, msg)
+	if prepared is not None:
+		saved, finish = prepared
+		finish()
+		return saved
+	limit_mb, parts, skipped = _split_by_size(msg)
 	saved: dict[str, str] = {}
-	skipped: list[str] = []
+	for index, part in parts:
+		url = save_private_file(part.filename or f"attachment-{index + 1}", part.payload, "Ticket", ticket)
+		saved[part.content_id or part.filename or str(index)] = url
+	_note_skipped(ticket, limit_mb, skipped)
+	return saved
+
+
+def prepare_attachments(ticket: str, msg: ParsedMessage) -> tuple[dict[str, str], Callable[[], None]] | None:
+	"""`save_attachments` in two steps, for a Ticket that is about to be inserted.
+
+	The files are written now (their URLs go into the body); the returned
+	callable records them (one INSERT for all) and the note about left-out
+	attachments, once the Ticket exists. None when files go through the File
+	controller (it needs the Ticket): use `save_attachments` after the insert.
+	"""
+	if not direct_writes():
+		return None
+	limit_mb, parts, skipped = _split_by_size(msg)
+	saved: dict[str, str] = {}
+	rows: list[tuple] = []
+	for index, part in parts:
+		file_name = safe_file_name(part.filename or f"attachment-{index + 1}", "attachment")
+		stored_name, url = write_private_file(file_name, part.payload)
+		rows.append(file_row(stored_name, url, part.payload, "Ticket", ticket))
+		saved[part.content_id or part.filename or str(index)] = url
+
+	def finish() -> None:
+		insert_file_rows(rows)
+		_note_skipped(ticket, limit_mb, skipped)
+
+	return saved, finish
+
+
+def _split_by_size(msg: ParsedMessage) -> tuple[int, list, list[str]]:
+	limit_mb = settings.get_int("max_attachment_size_mb", 25)
+	parts, skipped = [], []
 	for index, part in enumerate(msg.attachments):
 		if limit_mb and part.size > limit_mb * 1024 * 1024:
 			skipped.append(f"{part.filename} ({part.size // (1024 * 1024)} MB)")
-			continue
-		url = save_private_file(part.filename or f"attachment-{index + 1}", part.payload, "Ticket", ticket)
-		saved[part.content_id or part.filename or str(index)] = url
+		else:
+			parts.append((index, part))
+	return limit_mb, parts, skipped
+
+
+def _note_skipped(ticket: str, limit_mb: int, skipped: list[str]) -> None:
 	if skipped:
 		frappe.get_doc(
 			{
@@ -170,7 +230,6 @@ def save_attachments(ticket: str, msg: ParsedMessage) -> dict[str, str]:
 				).format(limit_mb, ", ".join(skipped)),
 			}
 		).insert(ignore_permissions=True)
-	return saved
 
 
 def rewrite_cid_links(html: str, saved: dict[str, str]) -> str:

@@ -17,19 +17,39 @@ can be reprocessed from the Desk.
 """
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import frappe
 from frappe import _
+from frappe.automation.doctype.assignment_rule.assignment_rule import apply as apply_assignment_rule
+from frappe.core.doctype.communication.communication import get_emails
+from frappe.model.document import Document
 from frappe.utils import add_days, add_to_date, get_datetime, now_datetime
 
-from email_flow_app.email_flow.services import acknowledge, attachments, contacts, routing, settings, threads
+from email_flow_app.email_flow.services import (
+	acknowledge,
+	attachments,
+	contacts,
+	routing,
+	settings,
+	store,
+	threads,
+)
 from email_flow_app.email_flow.services.store import INBOUND, load_raw
 from email_flow_app.mail import ParsedMessage, loop_verdict, parse_message, rate_cap_exceeded
 
 PROCESSABLE = ("Received", "Failed", "Filtered")
 FILED = ("Ticket Created", "Appended")
 LOCK_SECONDS = 30
+BATCH_STATE = (
+	"message_ids",
+	"contacts",
+	"recent_tickets",
+	"timeline_contacts",
+	"contact_links",
+	"spam_senders",
+)
 
 
 @dataclass
@@ -57,8 +77,9 @@ def process_batch(items: list[tuple[str, bytes | None]]) -> list[Outcome]:
 	and does not undo the others.
 	"""
 	with settings.run_cache():
-		for key in ("message_ids", "contacts", "recent_tickets"):
+		for key in BATCH_STATE:
 			settings.run_state(key).clear()  # batch lookups: never older than the batch
+		settings.run_state("series").clear()
 		names = [name for name, _raw in items]
 		rows = {
 			row.name: row
@@ -102,19 +123,22 @@ def process_batch(items: list[tuple[str, bytes | None]]) -> list[Outcome]:
 			outcome = _process_one(row, parsed.pop(name))
 			row.update(status=outcome.status)  # a second copy of the name in `items` is not processed again
 			outcomes.append(outcome)
+		store.flush_series()  # Ticket numbers taken by this batch (the caller commits)
 		return outcomes
 
 
 def _process_one(inbound, msg: ParsedMessage | Exception) -> Outcome:
 	name = inbound.name
 	frappe.db.savepoint("email_flow_inbound")
+	series = store.series_snapshot()
 	try:
 		if isinstance(msg, Exception):
 			raise msg
 		outcome = _process(inbound, msg)
 	except Exception as exc:
 		frappe.db.rollback(save_point="email_flow_inbound")
-		for key in ("message_ids", "contacts", "recent_tickets"):
+		store.restore_series(series)  # the rolled back ticket's number is free again
+		for key in BATCH_STATE:
 			settings.run_state(key).clear()  # may name records the rollback removed
 		frappe.log_error(
 			title=f"Email Flow: could not process {name}", reference_doctype=INBOUND, reference_name=name
@@ -166,6 +190,9 @@ def _prefetch(messages: list[ParsedMessage], names: list[str]) -> None:
 		filed.setdefault(message_id, None)
 	threads.prefetch(messages)
 	contacts.prefetch(m.from_address for m in messages)
+	if _fast_communication() is not None:
+		contacts.prefetch_timeline([address for m in messages for address in get_emails(list(_addresses(m)))])
+		_prefetch_spam_senders(m.from_address for m in messages)
 	senders = sorted({m.from_address.lower() for m in messages if m.from_address})
 	recent = settings.run_state("recent_tickets")
 	if senders:
@@ -206,12 +233,23 @@ def _process(inbound, msg: ParsedMessage) -> Outcome:
 	if verdict:
 		return _filtered_as_note(msg, verdict)
 
+	oversize = attachments.oversize_to_quarantine(msg)
+	if oversize:
+		return Outcome(
+			"Filtered",
+			_(
+				"Quarantined: attachments over the {0} MB limit ({1}). Raise the limit or choose "
+				"'Keep the message, drop the attachment' in Email Flow Settings, then Reprocess."
+			).format(settings.get_int("max_attachment_size_mb", 25), oversize),
+		)
+
 	queue = routing.target_queue(msg, inbound.email_queue)
 	match = threads.find_ticket(msg)
-	if match and _is_past_reopen_window(match.ticket, queue):
+	facts = _ticket_facts(match.ticket) if match else None
+	if match and _is_past_reopen_window(facts, queue):
 		return _create_ticket(msg, queue, inbound, follows_up_on=match.ticket)
 	if match:
-		comm = _append(match.ticket, msg, match.in_reply_to)
+		comm = _append(facts, msg, match.in_reply_to)
 		return Outcome("Appended", None, match.ticket, comm, match.rule)
 
 	if not routing.addressed_directly(msg, queue):
@@ -281,14 +319,20 @@ def _filtered_as_note(msg: ParsedMessage, verdict: str) -> Outcome:
 	return Outcome("Filtered", verdict)
 
 
-def _is_past_reopen_window(ticket: str, queue: str) -> bool:
-	status, modified = frappe.db.get_value("Ticket", ticket, ["status", "modified"])
-	if status != "Closed":
+def _ticket_facts(ticket: str) -> frappe._dict:
+	"""What filing a message on an existing Ticket reads from it, in one query."""
+	return frappe.db.get_value(
+		"Ticket", ticket, ["name", "status", "modified", "owner", "_comments"], as_dict=True
+	)
+
+
+def _is_past_reopen_window(facts: frappe._dict, queue: str) -> bool:
+	if facts.status != "Closed":
 		return False
 	row = routing.queue_settings(queue)
 	days = row.reopen_window_days if row else None
 	days = 14 if days is None else int(days)
-	return get_datetime(modified) < add_days(now_datetime(), -days)
+	return get_datetime(facts.modified) < add_days(now_datetime(), -days)
 
 
 def _create_ticket(msg: ParsedMessage, queue: str, inbound, follows_up_on: str | None = None) -> Outcome:
@@ -307,12 +351,22 @@ def _create_ticket(msg: ParsedMessage, queue: str, inbound, follows_up_on: str |
 		}
 	)
 	ticket.flags.ignore_links = True  # contact, queue and the followed-up ticket were just read or made
-	ticket.insert(ignore_permissions=True)
-	saved = attachments.save_attachments(ticket.name, msg)
-	# Written after insert: the body is already sanitized (mail.sanitize_html, or escaped text);
-	# Document._sanitize_content would run bleach over it a second time (~40% of a message's CPU).
-	ticket.description = _body_html(msg, saved)
-	_update("Ticket", ticket.name, {"description": ticket.description})
+	# Named first, so that the attachment files (and the body's links to them) exist before the
+	# insert and the body goes in with it: it is sanitized already (mail.sanitize_html, or escaped
+	# text) and the Ticket controller leaves it as it is (Ticket._sanitize_content).
+	name = store.series_name(ticket) if attachments.direct_writes() else None
+	prepared = attachments.prepare_attachments(name, msg) if name else None
+	if prepared is not None:
+		saved, finish = prepared
+		ticket.description = _body_html(msg, saved)
+		ticket.flags.email_flow_sanitized_description = True
+		ticket.insert(ignore_permissions=True, set_name=name)
+		finish()
+	else:  # Frappe names it (naming rule, hook), or files go through the File controller
+		ticket.insert(ignore_permissions=True)
+		saved = attachments.save_attachments(ticket.name, msg)
+		ticket.description = _body_html(msg, saved)
+		_update("Ticket", ticket.name, {"description": ticket.description})
 	recent = settings.run_state("recent_tickets")
 	sender = (msg.from_address or "").lower()
 	if sender in recent:
@@ -330,6 +384,15 @@ def _body_html(msg: ParsedMessage, saved: dict[str, str]) -> str:
 	return attachments.rewrite_cid_links(msg.html, saved) if msg.html else threads.text_to_html(msg.text)
 
 
+def _addresses(msg: ParsedMessage) -> tuple[str | None, str, str | None]:
+	"""sender, recipients, cc as the Communication stores them."""
+	return (
+		msg.from_address,
+		", ".join(address for _name, address in msg.to),
+		", ".join(address for _name, address in msg.cc) or None,
+	)
+
+
 def _append(
 	ticket,
 	msg: ParsedMessage,
@@ -339,45 +402,53 @@ def _append(
 ) -> str:
 	"""Add the message to the ticket's timeline (Communication) with its attachments as Files.
 
-	`ticket` is a name, or the Ticket document just created (its attachments
-	already `saved`; Communication's hooks use the document instead of
-	loading it again).
+	`ticket` is the Ticket document just created (its attachments already
+	`saved`) or the `_ticket_facts` of an existing one; Communication's hooks
+	use them instead of loading the Ticket again.
 	"""
-	ticket_doc = None if isinstance(ticket, str) else ticket
-	ticket = ticket if isinstance(ticket, str) else ticket.name
+	if isinstance(ticket, Document):
+		facts = frappe._dict(
+			name=ticket.name, status=ticket.status, owner=ticket.owner, modified=ticket.modified, doc=ticket
+		)
+	else:
+		facts = ticket
 	if saved is None:
-		saved = attachments.save_attachments(ticket, msg)
+		saved = attachments.save_attachments(facts.name, msg)
 	html = _body_html(msg, saved)
 	message_id = threads.normalize_message_id(msg.message_id) or None
-	comm = frappe.get_doc(
-		{
-			"doctype": "Communication",
-			"communication_type": "Communication",
-			"communication_medium": "Email",
-			"sent_or_received": "Received",
-			"email_status": "Open",
-			"subject": msg.subject or _("(no subject)"),
-			"sender": msg.from_address,
-			"sender_full_name": msg.from_name or None,
-			"recipients": ", ".join(address for _name, address in msg.to),
-			"cc": ", ".join(address for _name, address in msg.cc) or None,
-			"content": html,
-			"text_content": msg.text,
-			"message_id": message_id,
-			"in_reply_to": in_reply_to,
-			"reference_doctype": "Ticket",
-			"reference_name": ticket,
-			"has_attachment": 1 if saved else 0,
-			"communication_date": msg.date.replace(tzinfo=None) if msg.date else now_datetime(),
-		}
-	)
+	sender, recipients, cc = _addresses(msg)
+	values = {
+		"doctype": "Communication",
+		"communication_type": "Communication",
+		"communication_medium": "Email",
+		"sent_or_received": "Received",
+		"email_status": "Open",
+		"subject": msg.subject or _("(no subject)"),
+		"sender": sender,
+		"sender_full_name": msg.from_name or None,
+		"recipients": recipients,
+		"cc": cc,
+		"content": html,
+		"text_content": msg.text,
+		"message_id": message_id,
+		"in_reply_to": in_reply_to,
+		"reference_doctype": "Ticket",
+		"reference_name": facts.name,
+		"reference_owner": facts.owner,  # Communication.validate_reference would read it
+		"has_attachment": 1 if saved else 0,
+		"communication_date": msg.date.replace(tzinfo=None) if msg.date else now_datetime(),
+	}
+	fast = _fast_communication()
+	comm = fast(values) if fast is not None else frappe.get_doc(values)
 	comm.flags.ignore_links = True  # the ticket and the answered Communication were just read or made
-	if ticket_doc is not None:
-		comm.parent_doc = ticket_doc  # frappe.core.utils.get_parent_doc
+	comm.flags.email_flow_ticket = facts
+	comm.flags.email_flow_reopen = not new_ticket
+	if facts.doc is not None:
+		comm.parent_doc = facts.doc  # frappe.core.utils.get_parent_doc
 	comm.insert(ignore_permissions=True)
-	threads.remember(message_id, comm.name, ticket)
-	if not new_ticket:
-		_reopen_on_customer_reply(ticket)
+	threads.remember(message_id, comm.name, facts.name)
+	if fast is None and not new_ticket:
+		_reopen_on_customer_reply(facts.name)
 	return comm.name
 
 
@@ -386,6 +457,186 @@ def _reopen_on_customer_reply(ticket: str) -> None:
 	status = frappe.db.get_value("Ticket", ticket, "status")
 	if status != "Open":
 		frappe.db.set_value("Ticket", ticket, "status", "Open")
+
+
+# -- the inbound Communication without the lookups its controller makes one by one -------------
+#
+# Communication (frappe/core/doctype/communication/communication.py, v15 and develop) is
+# inserted with its full Document machinery (validation, after_insert, doc_events hooks,
+# notifications, webhooks, server scripts, realtime). A subclass of the site's controller
+# replaces only these methods, each with the same effect for a received email on a Ticket:
+#
+# - parse_email_for_timeline_links: returns at once unless an Email Account has
+#   enable_automatic_linking; then the subclass is not used (checked once per run).
+# - set_timeline_links: Contact timeline links of sender, recipients and cc, and each
+#   Contact's Dynamic Links: Frappe's get_contacts/add_contact_links_to_communication (no
+#   contact creation: no email_account), with the batch's lookups (contacts.prefetch_timeline).
+# - mark_email_as_spam: the sender's Email Rule (is_spam), looked up for the whole batch.
+# - before_save: set_signature_in_email_content only acts on a <div class="ql-editor
+#   read-mode">; skipped when "ql-editor" is not in the content (no BeautifulSoup parse).
+# - _sanitize_content: every field but `content`, which is sanitized already: our bleach
+#   allow-list (mail/sanitize.py) is narrower than Frappe's (frappe.utils.html_utils.sanitize_html)
+#   except that it keeps tel: links; data: images are still extracted into Files by
+#   _extract_images_from_editor, which runs before it.
+# - on_update: update_comment_in_doc (the Ticket's `_comments`) and
+#   update_parent_document_on_communication (Replied -> Open and the Assignment Rules then,
+#   parent.notify_update; first/average response times apply to Sent mail only), written in
+#   one UPDATE with our own reopen rule, from what ingest read already.
+#
+# If another app overrides any of these methods (override_doctype_class), or the Ticket has
+# what update_parent_document_on_communication would call, the plain controller is used.
+
+_REPLACED = (
+	"parse_email_for_timeline_links",
+	"set_timeline_links",
+	"mark_email_as_spam",
+	"before_save",
+	"on_update",
+	"_sanitize_content",
+)
+_FAST_CLASSES: dict[type, type] = {}
+
+
+def _fast_communication() -> type | None:
+	return settings.cached("fast_communication", _build_fast_communication)
+
+
+def _build_fast_communication() -> type | None:
+	from frappe.core.doctype.communication.communication import Communication
+	from frappe.model.base_document import get_controller
+
+	controller = get_controller("Communication")
+	if any(getattr(controller, method) is not getattr(Communication, method) for method in _REPLACED):
+		return None
+	if frappe.db.get_value("Email Account", {"enable_automatic_linking": 1}):
+		return None
+	ticket_class = get_controller("Ticket")
+	parent_methods = ("on_communication_update", "handle_hold_time", "notify_communication")
+	hooks = frappe.get_doc_hooks()
+	if any(callable(getattr(ticket_class, method, None)) for method in parent_methods) or any(
+		hooks.get(key, {}).get(method) for key in ("Ticket", "*") for method in parent_methods
+	):
+		return None  # update_parent_document_on_communication would call them (run_method)
+	meta = frappe.get_meta("Ticket")
+	if meta.issingle or meta.get("is_virtual") or meta.has_field("route"):
+		return None  # update_comments_in_parent would skip `_comments` or clear a route cache
+	if controller not in _FAST_CLASSES:
+		_FAST_CLASSES[controller] = type(
+			"InboundCommunication",
+			(controller,),
+			{
+				"parse_email_for_timeline_links": _no_automatic_linking,
+				"set_timeline_links": _set_timeline_links,
+				"mark_email_as_spam": _mark_email_as_spam,
+				"before_save": _before_save,
+				"_sanitize_content": _sanitize_all_but_content,
+				"on_update": _on_update,
+			},
+		)
+	return _FAST_CLASSES[controller]
+
+
+def _no_automatic_linking(comm) -> None:
+	pass  # no Email Account has enable_automatic_linking (_build_fast_communication)
+
+
+def _set_timeline_links(comm) -> None:
+	# Communication.set_timeline_links with create_contact off (no email_account) and no
+	# automatic linking (get_email_without_link returns the address as it is).
+	for email in get_emails([comm.sender, comm.recipients, comm.cc, comm.bcc]):
+		contact = contacts.timeline_contact(email)
+		if contact:
+			comm.add_link("Contact", contact)
+			for link_doctype, link_name in contacts.contact_links(contact):
+				comm.add_link(link_doctype, link_name)
+
+
+def _mark_email_as_spam(comm) -> None:
+	if (
+		comm.communication_type == "Communication"
+		and comm.communication_medium == "Email"
+		and comm.sent_or_received == "Received"
+		and _is_spam_sender(comm.sender)
+	):
+		comm.email_status = "Spam"
+
+
+def _before_save(comm) -> None:
+	if "ql-editor" in (comm.content or ""):
+		super(type(comm), comm).before_save()
+
+
+def _sanitize_all_but_content(comm) -> None:
+	content, comm.content = comm.content, None
+	try:
+		super(type(comm), comm)._sanitize_content()
+	finally:
+		comm.content = content
+
+
+def _on_update(comm) -> None:
+	facts = comm.flags.email_flow_ticket
+	values = {}
+	# frappe.core.doctype.comment.comment.update_comment_in_doc
+	if comm.content:
+		try:
+			comments = json.loads(facts.get("_comments") or "[]")
+		except ValueError:
+			comments = []
+		truncated = (comm.content[:97] + "...") if len(comm.content) > 100 else comm.content
+		for entry in comments:
+			if entry.get("name") == comm.name:
+				entry["comment"] = truncated
+				break
+		else:
+			comments.append({"comment": truncated, "by": comm.sender or comm.owner, "name": comm.name})
+		values["_comments"] = json.dumps(comments[-100:])
+	# update_parent_document_on_communication: Replied -> Open; ours: any status but Open
+	reopen = comm.flags.email_flow_reopen and facts.status != "Open"
+	modified = now_datetime() if reopen else facts.modified
+	if reopen:
+		values["status"] = "Open"
+	if values:
+		frappe.db.set_value("Ticket", facts.name, values, update_modified=reopen, modified=modified)
+	if reopen and facts.status == "Replied" and _has_assignment_rules("Ticket"):
+		apply_assignment_rule(frappe.get_doc("Ticket", facts.name))
+	parent = facts.doc or frappe.get_doc({"doctype": "Ticket", "name": facts.name, "modified": modified})
+	parent.notify_update()
+
+
+def _has_assignment_rules(doctype: str) -> bool:
+	from frappe.cache_manager import get_doctype_map
+
+	# the lookup frappe.automation.doctype.assignment_rule.assignment_rule.apply starts with
+	return bool(
+		get_doctype_map(
+			"Assignment Rule",
+			doctype,
+			filters={"document_type": doctype, "disabled": 0},
+			order_by="priority desc",
+		)
+	)
+
+
+def _prefetch_spam_senders(senders) -> None:
+	known = settings.run_state("spam_senders")
+	wanted = {s.lower() for s in senders if s} - known.keys()
+	if not wanted or getattr(frappe.local, "email_flow_run_cache", None) is None:
+		return
+	for email_id in frappe.get_all(
+		"Email Rule", filters={"email_id": ("in", sorted(wanted)), "is_spam": 1}, pluck="email_id"
+	):
+		known[(email_id or "").lower()] = True
+	for sender in wanted:
+		known.setdefault(sender, False)
+
+
+def _is_spam_sender(sender: str | None) -> bool:
+	known = settings.run_state("spam_senders")
+	key = (sender or "").lower()
+	if key in known:
+		return known[key]
+	return bool(frappe.db.exists("Email Rule", {"email_id": sender, "is_spam": 1}))
 
 
 def _lock_message_ids(message_ids: list[str]) -> None:

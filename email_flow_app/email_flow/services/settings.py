@@ -103,8 +103,12 @@ def _loop_settings() -> LoopSettings:
 	)
 
 
+def get_value(fieldname: str):
+	return cached(("single", fieldname), lambda: frappe.db.get_single_value(SETTINGS, fieldname))
+
+
 def get_int(fieldname: str, default: int) -> int:
-	value = cached(("single", fieldname), lambda: frappe.db.get_single_value(SETTINGS, fieldname))
+	value = get_value(fieldname)
 	return default if value is None else int(value)
 
 

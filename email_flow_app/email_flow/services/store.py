@@ -11,7 +11,7 @@ import os
 import frappe
 from frappe.utils import get_files_path, now_datetime
 
-from email_flow_app.email_flow.services import attachments
+from email_flow_app.email_flow.services import attachments, settings
 
 INBOUND = "Inbound Email"
 INBOUND_FIELDS = (
@@ -157,6 +157,103 @@ def _series(count: int) -> list[str] | None:
 		start = 0
 		frappe.db.sql("INSERT INTO `tabSeries` (`name`, `current`) VALUES (%s, %s)", (prefix, count))
 	return [f"{prefix}{n:0{len(hashes)}d}" for n in range(start + 1, start + count + 1)]
+
+
+# -- naming series names reserved per chunk ------------------------------------------------------
+#
+# Frappe names a document of a "PREFIX.#####" series with two statements
+# (frappe.model.naming.getseries: SELECT ... FOR UPDATE, then UPDATE +1). Within
+# one filing chunk the `tabSeries` row stays locked from the first SELECT ...
+# FOR UPDATE until the chunk commits, so no other transaction can take a number
+# in between: the chunk counts in memory and writes the counter once
+# (`flush_series`, before the commit). Names are built by Frappe's own
+# `parse_naming_series` with this counter instead of `getseries`.
+
+
+def series_name(doc) -> str | None:
+	"""The next name for new `doc` from its DocType's naming series, or None: let Frappe name it.
+
+	None unless Frappe would name `doc` by nothing but its `autoname` series:
+	no Document Naming Rule, no `autoname`/`before_naming` method or hook.
+	"""
+	if getattr(frappe.local, "email_flow_run_cache", None) is None:
+		return None  # the counters live in the run cache
+	autoname = settings.cached(("series_autoname", doc.doctype), lambda: _plain_series_autoname(doc))
+	if not autoname:
+		return None
+	from frappe.model.naming import parse_naming_series
+
+	return parse_naming_series(autoname.split("."), doc=doc, number_generator=_reserved_number)
+
+
+def _plain_series_autoname(doc) -> str | None:
+	from frappe.cache_manager import get_doctype_map
+	from frappe.model.naming import NamingSeries, is_autoincremented
+
+	meta = frappe.get_meta(doc.doctype)
+	autoname = meta.autoname or ""
+	lowered = autoname.lower()
+	if (
+		"#" not in autoname
+		or lowered.startswith(("field:", "naming_series:", "prompt", "format:"))
+		or is_autoincremented(doc.doctype, meta)
+		or meta.issingle
+		or any(callable(getattr(type(doc), method, None)) for method in ("autoname", "before_naming"))
+	):
+		return None
+	hooks = frappe.get_doc_hooks()
+	for key in (doc.doctype, "*"):
+		if any(hooks.get(key, {}).get(method) for method in ("autoname", "before_naming")):
+			return None
+	# frappe.model.naming.set_naming_from_document_naming_rule, same lookup
+	if get_doctype_map(
+		"Document Naming Rule",
+		doc.doctype,
+		filters={"document_type": doc.doctype, "disabled": 0},
+		order_by="priority desc",
+	):
+		return None
+	NamingSeries(autoname).validate()  # what make_autoname checks before naming
+	return autoname
+
+
+def _reserved_number(key: str, digits: int) -> str:
+	"""`frappe.model.naming.getseries` counting in memory (see `flush_series`)."""
+	state = settings.run_state("series")
+	if key not in state:
+		row = frappe.db.sql("SELECT `current` FROM `tabSeries` WHERE `name`=%s FOR UPDATE", (key,))
+		stored = int(row[0][0]) if row and row[0][0] is not None else None
+		state[key] = {"row": bool(row), "stored": stored or 0, "used": stored or 0}
+	state[key]["used"] += 1
+	return ("%0" + str(digits) + "d") % state[key]["used"]
+
+
+def series_snapshot() -> dict:
+	return {key: dict(value) for key, value in settings.run_state("series").items()}
+
+
+def restore_series(snapshot: dict) -> None:
+	"""After a rollback to a savepoint: numbers taken since `snapshot` are free again.
+
+	A series first locked after the savepoint is forgotten (read again when
+	next needed: the rollback may have let its lock go).
+	"""
+	state = settings.run_state("series")
+	state.clear()
+	state.update(snapshot)
+
+
+def flush_series() -> None:
+	"""Write the counters of the series used since the last flush; the caller commits."""
+	state = settings.run_state("series")
+	for key, value in state.items():
+		if value["used"] == value["stored"]:
+			continue
+		if value["row"]:
+			frappe.db.sql("UPDATE `tabSeries` SET `current` = %s WHERE `name`=%s", (value["used"], key))
+		else:
+			frappe.db.sql("INSERT INTO `tabSeries` (`name`, `current`) VALUES (%s, %s)", (key, value["used"]))
+	state.clear()
 
 
 def save_raw(inbound_name: str, raw: bytes) -> str:

@@ -1,6 +1,8 @@
 # Copyright (c) 2026, Email Flow developers and contributors
 # For license information, please see license.txt
 
+from contextlib import contextmanager
+
 from frappe.model.document import Document
 
 
@@ -29,3 +31,25 @@ class Ticket(Document):
 
 	def validate(self):
 		self.raised_by = (self.raised_by or "").strip().lower() or None
+
+	def _extract_images_from_editor(self):
+		with self._description_as_filed():
+			super()._extract_images_from_editor()
+
+	def _sanitize_content(self):
+		with self._description_as_filed():
+			super()._sanitize_content()
+
+	@contextmanager
+	def _description_as_filed(self):
+		"""Ingest files a description it sanitized already (mail.sanitize_html with cid: links
+		rewritten, or escaped text): Frappe's bleach pass and data: image extraction leave it as
+		it is. Every other field, and every other save, goes through them as usual."""
+		if not (self.flags.email_flow_sanitized_description and self.is_new()):
+			yield
+			return
+		description, self.description = self.description, None
+		try:
+			yield
+		finally:
+			self.description = description
