@@ -211,3 +211,59 @@ class TestRoutingAndPolicies(MailWorldTestCase):
 			self.assertEqual(len(world.smtp.messages), 1)
 		finally:
 			world.smtp.reset()
+
+	def test_filtered_mail_can_be_reprocessed_after_the_admin_changes_the_rule(self):
+		from email_flow_app.email_flow.services import settings
+
+		world = self.world
+		sender = "blocked.customer@customer.test"
+		settings.add_blocked_address(sender, "Manual", f"test {world.tag}")
+		frappe.db.commit()
+		world.deliver(
+			customer_email(world.support, subject="Let me in", sender=("Blocked", sender)).as_bytes()
+		)
+		self.poll()
+		inbound = frappe.get_doc("Inbound Email", {"subject": "Let me in"})
+		self.assertEqual(inbound.status, "Filtered")
+		self.assertIn("blocked-address", inbound.reason)
+		self.assertEqual(self.ticket_by_subject("Let me in"), [])
+
+		frappe.db.delete("Email Flow Blocked Address", {"email_address": sender})
+		frappe.db.commit()
+		self.assertEqual(inbound.reprocess(), "Ticket Created")
+		self.assertEqual(len(self.ticket_by_subject("Let me in")), 1)
+		self.assertEqual(frappe.db.get_value("Inbound Email", inbound.name, "attempts"), 2)
+
+	def test_oversize_mail_is_quarantined_when_the_admin_says_so_and_reprocessable(self):
+		world = self.world
+		settings_doc = frappe.get_single("Email Flow Settings")
+		before = (settings_doc.max_attachment_size_mb, settings_doc.oversize_action)
+		settings_doc.max_attachment_size_mb = 1
+		settings_doc.oversize_action = "Quarantine the message"
+		settings_doc.save(ignore_permissions=True)
+		frappe.db.commit()
+		try:
+			big = ("scan.pdf", b"%PDF-1.4\n" + b"0" * (2 * 1024 * 1024))
+			world.deliver(customer_email(world.support, subject="Huge scan", attachment=big).as_bytes())
+			self.poll()
+			inbound = frappe.get_doc("Inbound Email", {"subject": "Huge scan"})
+			self.assertEqual(inbound.status, "Filtered")
+			self.assertIn("scan.pdf (2 MB)", inbound.reason)
+			self.assertEqual(self.ticket_by_subject("Huge scan"), [])
+
+			settings_doc.oversize_action = "Keep the message, drop the attachment"
+			settings_doc.save(ignore_permissions=True)
+			frappe.db.commit()
+			self.assertEqual(inbound.reprocess(), "Ticket Created")
+			ticket = self.ticket_by_subject("Huge scan")[0].name
+			self.assertEqual(
+				frappe.db.count("File", {"attached_to_doctype": "Ticket", "attached_to_name": ticket}), 0
+			)
+			note = frappe.get_all(
+				"Comment", filters={"reference_name": ticket, "comment_type": "Info"}, pluck="content"
+			)
+			self.assertTrue(any("scan.pdf" in n for n in note), note)
+		finally:
+			settings_doc.max_attachment_size_mb, settings_doc.oversize_action = before
+			settings_doc.save(ignore_permissions=True)
+			frappe.db.commit()
