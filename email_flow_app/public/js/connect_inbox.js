@@ -492,3 +492,22 @@ email_flow.reconnect = async function (frm) {
 		__("Test and save")
 	);
 };
+
+// Queue and channel forms: Test Connection, health (last success, last error) and Reconnect.
+email_flow.add_connection_buttons = function (frm) {
+	frm.add_custom_button(__("Test Connection"), () =>
+		frm.call({ method: "test_connection", doc: frm.doc, freeze: true }).then((r) => {
+			const result = r.message || {};
+			frappe.msgprint({
+				title: result.ok ? __("Connection works") : __("Connection failed"),
+				message: frappe.utils.escape_html(result.message || ""),
+				indicator: result.ok ? "green" : "red",
+			});
+		})
+	);
+	email_flow.show_health(frm);
+	const reconnect = frm.add_custom_button(__("Reconnect"), () => email_flow.reconnect(frm));
+	if (frm.doc.status === "Reconnect needed") {
+		reconnect.removeClass("btn-default").addClass("btn-primary ef-reconnect-needed");
+	}
+};

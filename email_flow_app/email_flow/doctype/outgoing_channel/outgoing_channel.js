@@ -4,27 +4,6 @@
 frappe.ui.form.on("Outgoing Channel", {
 	refresh(frm) {
 		if (frm.is_new()) return;
-		frm.add_custom_button(__("Test Connection"), () =>
-			frm.call({ method: "test_connection", doc: frm.doc, freeze: true }).then((r) => {
-				const result = r.message || {};
-				frappe.msgprint({
-					title: result.ok ? __("Connection works") : __("Connection failed"),
-					message: frappe.utils.escape_html(result.message || ""),
-					indicator: result.ok ? "green" : "red",
-				});
-			})
-		);
-	},
-});
-
-// Health (last success, last error) and Reconnect.
-frappe.ui.form.on("Outgoing Channel", {
-	refresh(frm) {
-		if (frm.is_new()) return;
-		email_flow.show_health(frm);
-		const reconnect = frm.add_custom_button(__("Reconnect"), () => email_flow.reconnect(frm));
-		if (frm.doc.status === "Reconnect needed") {
-			reconnect.removeClass("btn-default").addClass("btn-primary ef-reconnect-needed");
-		}
+		email_flow.add_connection_buttons(frm);
 	},
 });
