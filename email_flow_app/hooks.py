@@ -16,6 +16,8 @@ fixtures = [
 
 before_uninstall = "email_flow_app.install.before_uninstall"
 
+extend_bootinfo = "email_flow_app.email_flow.boot.extend_bootinfo"
+
 scheduler_events = {
 	"cron": {
 		"* * * * *": ["email_flow_app.email_flow.services.polling.enqueue_polls"],

@@ -27,7 +27,8 @@ frappe.listview_settings["Ticket"] = {
 	},
 };
 
-var email_flow_queue_colours = {};
+// Known at login (boot), refreshed when the list loads (a queue may have been added since).
+var email_flow_queue_colours = Object.assign({}, frappe.boot.email_flow_queue_colours || {});
 
 function email_flow_load_queue_colours() {
 	return frappe.db

@@ -3,6 +3,7 @@
 from urllib.parse import quote
 
 import frappe
+from playwright.sync_api import expect
 
 from email_flow_app.email_flow.tests.browser.harness import UIWorld
 from email_flow_app.email_flow.tests.utils import SiteTestCase
@@ -58,9 +59,10 @@ class TestTicketListInTheBrowser(SiteTestCase):
 		w.goto("/app/ticket")
 		pill = w.page.locator(".email-flow-queue-pill", has_text=billing).first
 		pill.wait_for()
-		self.assertEqual(pill.evaluate("el => getComputedStyle(el).color"), "rgb(224, 49, 49)")
-		green = w.page.locator(".email-flow-queue-pill", has_text=hardware).first
-		self.assertEqual(green.evaluate("el => getComputedStyle(el).color"), "rgb(47, 158, 68)")
+		expect(pill).to_have_css("color", "rgb(224, 49, 49)")
+		expect(w.page.locator(".email-flow-queue-pill", has_text=hardware).first).to_have_css(
+			"color", "rgb(47, 158, 68)"
+		)
 		w.shot("05-ticket-list-queue-pills")
 
 		w.goto(f"/app/ticket?email_queue={quote(billing)}")
