@@ -22,7 +22,7 @@ from email_flow_app.mail.compose import (
 	compose_reply,
 )
 from email_flow_app.mail.headers import normalize_message_id
-from email_flow_app.mail.loops import LoopSettings, loop_verdict, rate_cap_exceeded
+from email_flow_app.mail.loops import LoopSettings, canonical_address, loop_verdict, rate_cap_exceeded
 from email_flow_app.mail.parse import parse_message
 from email_flow_app.mail.sanitize import sanitize_html
 from email_flow_app.mail.threading_keys import (
@@ -47,6 +47,7 @@ __all__ = [
 	"ParsedMessage",
 	"ThreadEvidence",
 	"base_subject",
+	"canonical_address",
 	"compose_new",
 	"compose_reply",
 	"loop_verdict",

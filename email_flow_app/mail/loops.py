@@ -32,15 +32,15 @@ class LoopSettings:
 
 	def __post_init__(self) -> None:
 		object.__setattr__(
-			self, "blocked_addresses", frozenset(_canonical(a) for a in self.blocked_addresses)
+			self, "blocked_addresses", frozenset(canonical_address(a) for a in self.blocked_addresses)
 		)
 		object.__setattr__(
 			self, "blocked_domains", frozenset(d.strip().lower().lstrip("@") for d in self.blocked_domains)
 		)
 
 
-def _canonical(address: str) -> str:
-	"""Lower-cased address without a ``+suffix`` sub-address."""
+def canonical_address(address: str) -> str:
+	"""Lower-cased address without a ``+suffix`` sub-address: ``Support+t.x@Ex.com`` -> ``support@ex.com``."""
 	address = (address or "").strip().strip("<>").lower()
 	local, at, domain = address.rpartition("@")
 	if not at:
@@ -53,13 +53,13 @@ def loop_verdict(
 ) -> str | None:
 	"""Why ``msg`` must not open a ticket (see the module docstring), or None."""
 	settings = settings or LoopSettings()
-	sender = _canonical(msg.from_address)
+	sender = canonical_address(msg.from_address)
 	if not sender or "@" not in sender:
 		return "missing-sender"
 	own_header = msg.has_header_prefix(OWN_HEADER_PREFIX)
 	if own_header:
 		return f"own-header: {own_header}"
-	if sender in {_canonical(a) for a in own_addresses}:
+	if sender in {canonical_address(a) for a in own_addresses}:
 		return f"own-address: {sender}"
 	if sender in settings.blocked_addresses:
 		return f"blocked-address: {sender}"

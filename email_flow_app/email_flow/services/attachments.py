@@ -21,30 +21,6 @@ from email_flow_app.email_flow.services import settings
 from email_flow_app.mail import ParsedMessage
 
 MAX_FILE_NAME = 140  # File.file_name is a Data field
-FIELDS = (
-	"name",
-	"owner",
-	"creation",
-	"modified",
-	"modified_by",
-	"docstatus",
-	"idx",
-	"file_name",
-	"file_url",
-	"is_private",
-	"file_size",
-	"file_type",
-	"content_hash",
-	"folder",
-	"attached_to_doctype",
-	"attached_to_name",
-	"attached_to_field",
-	"is_folder",
-	"is_home_folder",
-	"is_attachments_folder",
-	"uploaded_to_dropbox",
-	"uploaded_to_google_drive",
-)
 
 
 def direct_writes() -> bool:
@@ -83,40 +59,46 @@ def write_private_file(file_name: str, content: bytes, fsync: bool = False) -> t
 	return candidate, f"/private/files/{candidate}"
 
 
-def file_row(file_name: str, file_url: str, content: bytes, doctype: str, name: str) -> tuple:
-	"""A File row (values in FIELDS order) for a private file attached to doctype/name."""
+def file_row(file_name: str, file_url: str, content: bytes, doctype: str, name: str) -> dict:
+	"""A File row for a private file attached to doctype/name (columns not named keep their defaults)."""
+	return {
+		"file_name": file_name,
+		"file_url": file_url,
+		"is_private": 1,
+		"file_size": len(content),
+		"file_type": os.path.splitext(file_name)[1].lstrip(".").upper()[:140] or None,
+		"content_hash": hashlib.md5(content, usedforsecurity=False).hexdigest(),
+		"folder": "Home/Attachments",
+		"attached_to_doctype": doctype,
+		"attached_to_name": name,
+	}
+
+
+def insert_file_rows(rows: list[dict]) -> None:
+	bulk_insert("File", rows)
+
+
+def bulk_insert(doctype: str, rows: list[dict]) -> None:
+	"""Insert rows in one statement, adding the standard columns every document has.
+
+	A row without "name" gets a random one. Columns a row does not name keep their
+	database defaults. Every row must name the same columns.
+	"""
+	if not rows:
+		return
 	now = now_datetime()
 	user = frappe.session.user
-	ext = os.path.splitext(file_name)[1].lstrip(".").upper()[:140] or None
-	return (
-		frappe.generate_hash(length=10),
-		user,
-		now,
-		now,
-		user,
-		0,
-		0,
-		file_name,
-		file_url,
-		1,
-		len(content),
-		ext,
-		hashlib.md5(content, usedforsecurity=False).hexdigest(),
-		"Home/Attachments",
-		doctype,
-		name,
-		None,
-		0,
-		0,
-		0,
-		0,
-		0,
-	)
-
-
-def insert_file_rows(rows: list[tuple]) -> None:
-	if rows:
-		frappe.db.bulk_insert("File", FIELDS, rows)
+	standard = {
+		"owner": user,
+		"creation": now,
+		"modified": now,
+		"modified_by": user,
+		"docstatus": 0,
+		"idx": 0,
+	}
+	full = [{"name": row.get("name") or frappe.generate_hash(length=10), **standard, **row} for row in rows]
+	fields = list(full[0])
+	frappe.db.bulk_insert(doctype, fields, [tuple(row[field] for field in fields) for row in full])
 
 
 def save_private_file(file_name: str, content: bytes, doctype: str, name: str, fsync: bool = False) -> str:

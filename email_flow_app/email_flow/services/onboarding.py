@@ -108,14 +108,15 @@ def clean_address(address: str) -> str:
 	return address
 
 
-def preset(key: str) -> tuple[str, int, str]:
-	"""(host, port, security) of a provider preset, with the site-config override applied."""
+def preset(key: str) -> dict:
+	"""Host, port and security of a provider preset (queue/channel field values), with the
+	site-config override `email_flow_<key>` = "host:port" applied."""
 	host, port, security = PRESETS[key]
 	override = frappe.conf.get(f"email_flow_{key}")
 	if override:
 		host, _sep, port_text = str(override).rpartition(":")
 		port = int(port_text)
-	return host, port, security
+	return {"host": host, "port": port, "security": security}
 
 
 def _unique_name(doctype: str, wanted: str) -> str:
@@ -352,24 +353,13 @@ def o365_complete(query: dict) -> Outcome:
 
 
 def _o365_pair(address: str, oauth: dict, send_via: str, queue_name: str | None):
-	imap_host, imap_port, imap_security = preset("o365_imap")
-	queue_values = {
-		"channel_type": "Office 365",
-		"host": imap_host,
-		"port": imap_port,
-		"security": imap_security,
-		"username": address,
-		**oauth,
-	}
+	queue_values = {"channel_type": "Office 365", **preset("o365_imap"), "username": address, **oauth}
 	if send_via == SEND_VIA_GRAPH:
 		channel_values = {"channel_type": "Office 365 Graph", **oauth}
 	else:
-		smtp_host, smtp_port, smtp_security = preset("o365_smtp")
 		channel_values = {
 			"channel_type": "Office 365 SMTP",
-			"host": smtp_host,
-			"port": smtp_port,
-			"security": smtp_security,
+			**preset("o365_smtp"),
 			"username": address,
 			**oauth,
 		}
@@ -443,8 +433,7 @@ def connect_google(
 	address = clean_address(address)
 	if _already_connected(address):
 		return Outcome(False, _("{0} is already connected.").format(address), address=address)
-	imap_host, imap_port, imap_security = preset("google_imap")
-	smtp_host, smtp_port, smtp_security = preset("google_smtp")
+	imap, smtp = preset("google_imap"), preset("google_smtp")
 	if refresh_token:
 		provider = google.GoogleTokenProvider(
 			client_id=client_id or "",
@@ -466,12 +455,8 @@ def connect_google(
 		auth = google.app_password(app_password)
 		secrets = {"auth_method": "Password", "password": auth.password}
 	checks = [
-		_check_row(
-			_("Incoming (IMAP)"), check_imap(_imap_config(imap_host, imap_port, imap_security, address), auth)
-		),
-		_check_row(
-			_("Outgoing (SMTP)"), check_smtp(_smtp_config(smtp_host, smtp_port, smtp_security, address), auth)
-		),
+		_check_row(_("Incoming (IMAP)"), check_imap(_imap_config(**imap, username=address), auth)),
+		_check_row(_("Outgoing (SMTP)"), check_smtp(_smtp_config(**smtp, username=address), auth)),
 	]
 	if not all(c["ok"] for c in checks):
 		hint = ""
@@ -488,8 +473,8 @@ def connect_google(
 	base = {"username": address, **secrets}
 	queue, channel = create_pair(
 		address,
-		{**base, "channel_type": "Google", "host": imap_host, "port": imap_port, "security": imap_security},
-		{**base, "channel_type": "Google", "host": smtp_host, "port": smtp_port, "security": smtp_security},
+		{**base, "channel_type": "Google", **imap},
+		{**base, "channel_type": "Google", **smtp},
 		queue_name,
 	)
 	return _finish(address, queue, channel, [], _("Connected {0} (Google).").format(address))

@@ -4,15 +4,9 @@ import frappe
 from frappe.desk.form.assign_to import add as add_assignment
 
 from email_flow_app.email_flow.services.settings import cached
-from email_flow_app.mail import ParsedMessage
+from email_flow_app.mail import ParsedMessage, canonical_address
 
 QUEUE = "Incoming Email Queue"
-
-
-def _base(address: str) -> str:
-	"""support+t.abc@example.com -> support@example.com"""
-	local, _at, domain = (address or "").lower().partition("@")
-	return f"{local.split('+', 1)[0]}@{domain}" if domain else local
 
 
 def queue_addresses() -> dict[str, str]:
@@ -49,7 +43,7 @@ def _queue_addresses() -> dict[str, str]:
 	):
 		for address in (row.email_address, row.creation_address):
 			if address:
-				mapping.setdefault(_base(address.strip()), row.name)
+				mapping.setdefault(canonical_address(address.strip()), row.name)
 	return mapping
 
 
@@ -61,10 +55,10 @@ def target_queue(msg: ParsedMessage, fetched_by: str) -> str:
 	"""
 	owned = queue_addresses()
 	for _name, address in [*msg.to, *msg.cc]:
-		if _base(address) in owned:
-			return owned[_base(address)]
-	if msg.delivered_to and _base(msg.delivered_to) in owned:
-		return owned[_base(msg.delivered_to)]
+		if canonical_address(address) in owned:
+			return owned[canonical_address(address)]
+	if msg.delivered_to and canonical_address(msg.delivered_to) in owned:
+		return owned[canonical_address(msg.delivered_to)]
 	return fetched_by
 
 
@@ -73,9 +67,9 @@ def addressed_directly(msg: ParsedMessage, queue: str) -> bool:
 	row = queue_settings(queue)
 	if not row or row.cc_only_creates_ticket:
 		return True
-	ours = {_base(a) for a in (row.email_address, row.creation_address) if a}
-	in_cc = any(_base(a) in ours for _n, a in msg.cc)
-	in_to = any(_base(a) in ours for _n, a in msg.to)
+	ours = {canonical_address(a) for a in (row.email_address, row.creation_address) if a}
+	in_cc = any(canonical_address(a) in ours for _n, a in msg.cc)
+	in_to = any(canonical_address(a) in ours for _n, a in msg.to)
 	return in_to or not in_cc
 
 

@@ -14,25 +14,6 @@ from frappe.utils import get_files_path, now_datetime
 from email_flow_app.email_flow.services import attachments, settings
 
 INBOUND = "Inbound Email"
-INBOUND_FIELDS = (
-	"name",
-	"owner",
-	"creation",
-	"modified",
-	"modified_by",
-	"docstatus",
-	"idx",
-	"email_queue",
-	"status",
-	"folder",
-	"uidvalidity",
-	"uid",
-	"dedupe_key",
-	"raw_size",
-	"received_at",
-	"raw_file",
-	"attempts",
-)
 
 
 def imap_key(queue: str, folder: str, uidvalidity: int | None, uid: int) -> str:
@@ -110,34 +91,27 @@ def store_batch(
 			)[0]
 		return [(existing[key], key in {k for _u, _r, k in new}) for key in keys]
 	now = now_datetime()
-	user = frappe.session.user
 	rows, files = [], []
 	for (uid, raw, key), name in zip(new, series, strict=True):
 		file_name, url = attachments.write_private_file(f"{name}.eml", raw, fsync=True)
 		files.append(attachments.file_row(file_name, url, raw, INBOUND, name))
 		rows.append(
-			(
-				name,
-				user,
-				now,
-				now,
-				user,
-				0,
-				0,
-				queue,
-				"Received",
-				folder,
-				str(uidvalidity) if uidvalidity is not None else None,
-				uid,
-				key,
-				len(raw),
-				now,
-				url,
-				0,
-			)
+			{
+				"name": name,
+				"email_queue": queue,
+				"status": "Received",
+				"folder": folder,
+				"uidvalidity": str(uidvalidity) if uidvalidity is not None else None,
+				"uid": uid,
+				"dedupe_key": key,
+				"raw_size": len(raw),
+				"received_at": now,
+				"raw_file": url,
+				"attempts": 0,
+			}
 		)
 		existing[key] = name
-	frappe.db.bulk_insert(INBOUND, INBOUND_FIELDS, rows)
+	attachments.bulk_insert(INBOUND, rows)
 	attachments.insert_file_rows(files)
 	created = {key for _uid, _raw, key in new}
 	return [(existing[key], key in created) for key in keys]
