@@ -22,6 +22,7 @@ scheduler_events = {
 	"cron": {
 		"* * * * *": ["email_flow_app.email_flow.services.polling.enqueue_polls"],
 	},
+	"daily_long": ["email_flow_app.email_flow.services.retention.apply_retention"],
 }
 
 # Frappe's Email Queue (system mail and Desk replies) leaves through Outgoing Channels.
@@ -31,13 +32,33 @@ doc_events = {
 	"Communication": {
 		"after_insert": "email_flow_app.email_flow.services.replies.on_communication_insert",
 	},
+	# The raw-mail archive is append-only: its .eml Files go only by the retention rule.
+	"File": {
+		"on_trash": "email_flow_app.email_flow.services.retention.protect_raw_file",
+	},
 }
 
+# Who reaches what: see permissions.py and the README's "Roles" table.
 permission_query_conditions = {
 	"Ticket": "email_flow_app.email_flow.permissions.ticket_query_conditions",
+	"Communication": "email_flow_app.email_flow.permissions.communication_query_conditions",
+	"File": "email_flow_app.email_flow.permissions.file_query_conditions",
+	"Incoming Email Queue": "email_flow_app.email_flow.permissions.config_query_conditions",
+	"Outgoing Channel": "email_flow_app.email_flow.permissions.config_query_conditions",
 }
 has_permission = {
 	"Ticket": "email_flow_app.email_flow.permissions.has_ticket_permission",
+}
+# Agents pick queues in link fields without reading any queue setting.
+standard_queries = {
+	"Incoming Email Queue": "email_flow_app.email_flow.permissions.queue_link_query",
+}
+# Frappe's count, group-by, global search and password endpoints, with our DocTypes' rules.
+override_whitelisted_methods = {
+	"frappe.client.get_count": "email_flow_app.email_flow.permissions.get_count",
+	"frappe.desk.listview.get_group_by_count": "email_flow_app.email_flow.permissions.get_group_by_count",
+	"frappe.utils.global_search.search": "email_flow_app.email_flow.permissions.global_search",
+	"frappe.client.get_password": "email_flow_app.email_flow.permissions.get_password",
 }
 
 # Desk: the "Connect inbox" dialogs and channel health helpers (public/js/connect_inbox.js).

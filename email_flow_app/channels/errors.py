@@ -80,3 +80,20 @@ class UIDValidityChanged(ChannelError):
 		self.folder = folder
 		self.old = old
 		self.new = new
+
+
+_FORBIDDEN_IN_SETTINGS = ("\r", "\n", "\0", " ", "\t")
+
+
+def check_setting(label: str, value: str | None) -> None:
+	"""Host names and user names go into protocol lines: refuse line breaks, NUL and spaces."""
+	if value and any(ch in value for ch in _FORBIDDEN_IN_SETTINGS):
+		raise PermanentError(f"The {label} must not contain spaces, tabs, line breaks or NUL characters")
+
+
+def printable(text: bytes | str, limit: int = 200) -> str:
+	"""A server's reply as shown to an admin: printable ASCII only, at most ``limit`` characters."""
+	if isinstance(text, bytes):
+		text = text.decode("ascii", errors="replace")
+	cleaned = "".join(ch if " " <= ch <= "~" else "?" for ch in str(text)).strip()
+	return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"

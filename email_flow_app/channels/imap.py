@@ -37,6 +37,8 @@ from email_flow_app.channels.errors import (
 	TemporaryError,
 	TLSError,
 	UIDValidityChanged,
+	check_setting,
+	printable,
 )
 
 Security = Literal["ssl", "starttls", "plain"]
@@ -60,6 +62,8 @@ class IMAPConfig:
 	def __post_init__(self) -> None:
 		if self.security not in ("ssl", "starttls", "plain"):
 			raise ValueError(f"security must be 'ssl', 'starttls' or 'plain', not {self.security!r}")
+		check_setting("host", self.host)
+		check_setting("user name", self.username)
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,8 @@ class IMAPSource:
 			raise TemporaryError(f"{self._where} timed out while {action} (after {self.config.timeout:g} s)")
 		except imaplib.IMAP4.abort as err:
 			self._drop()
+			if connecting:  # no IMAP greeting: never repeat what another kind of service sent
+				raise PermanentError(f"{self._where} did not answer as an IMAP server")
 			raise TemporaryError(f"Connection to {self._where} lost while {action} ({_text(err)})")
 		except OSError as err:
 			self._drop()
@@ -265,6 +271,7 @@ class IMAPSource:
 		except imaplib.IMAP4.error as err:
 			if connecting:
 				self._drop()
+				raise PermanentError(f"{self._where} did not answer as an IMAP server")
 			raise PermanentError(f"{self._where} refused {action}: {_text(err)}")
 
 	def _drop(self) -> None:
@@ -396,5 +403,4 @@ class IMAPSource:
 
 
 def _text(err: BaseException) -> str:
-	msg = err.args[0] if err.args else err
-	return msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
+	return printable(err.args[0] if err.args else str(err))

@@ -32,6 +32,8 @@ from email_flow_app.channels.errors import (
 	RecipientRefused,
 	TemporaryError,
 	TLSError,
+	check_setting,
+	printable,
 )
 
 Security = Literal["ssl", "starttls", "plain"]
@@ -54,6 +56,8 @@ class SMTPConfig:
 	def __post_init__(self) -> None:
 		if self.security not in ("ssl", "starttls", "plain"):
 			raise ValueError(f"security must be 'ssl', 'starttls' or 'plain', not {self.security!r}")
+		check_setting("host", self.host)
+		check_setting("user name", self.username)
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class SendResult:
 
 
 def _reply(text: bytes | str) -> str:
-	return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+	return printable(text)
 
 
 class SMTPSink:
@@ -223,6 +227,8 @@ class SMTPSink:
 			code, text = err.smtp_code, _reply(err.smtp_error)
 			if connecting:
 				self._drop()
+				if not 200 <= code <= 599:  # not an SMTP reply: never repeat another service's bytes
+					raise PermanentError(f"{where} did not answer as an SMTP server")
 			if code in TOO_LARGE_CODES or "5.3.4" in text:
 				raise MessageTooLarge(f"{where} refused the message as too large: {code} {text}")
 			if 400 <= code < 500:

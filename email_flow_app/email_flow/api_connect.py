@@ -125,6 +125,13 @@ def forwarding_details(queue: str) -> dict:
 
 
 @frappe.whitelist(methods=["POST"])
+def new_forwarding_secret(queue: str) -> dict:
+	_require_admin()
+	frappe.has_permission(onboarding.QUEUE, "write", queue, throw=True)
+	return onboarding.new_forwarding_secret(queue)
+
+
+@frappe.whitelist(methods=["POST"])
 def replace_password(doctype: str, name: str, password: str) -> dict:
 	"""Reconnect a password / App Password queue or channel."""
 	_require_admin()

@@ -75,6 +75,7 @@ class _Handler:
 			blob = response
 		fields = dict(part.split("=", 1) for part in blob.decode().split("\x01") if "=" in part)
 		user, token = fields.get("user", ""), fields.get("auth", "").removeprefix("Bearer ")
+		self.server.auth_attempts.append(("XOAUTH2", user, token))
 		validator = self.server.token_validator
 		if validator is not None and validator(user, token):
 			return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
@@ -130,6 +131,8 @@ class SMTPTestServer:
 		self.size_limit = size_limit
 		self.host = host
 		self.messages: list[ReceivedMessage] = []
+		# Every AUTH a client tried: (mechanism, user, password or token), accepted or not.
+		self.auth_attempts: list[tuple[str, str, str]] = []
 		self._rules = _Rules()
 		self._lock = threading.Lock()
 		self._controllers: list[Controller] = []
@@ -173,6 +176,7 @@ class SMTPTestServer:
 	def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data):
 		if isinstance(auth_data, LoginPassword):
 			user, password = auth_data.login.decode(), auth_data.password.decode()
+			self.auth_attempts.append((mechanism, user, password))
 			if user in self.users and self.users[user] == password:
 				return AuthResult(success=True, auth_data=auth_data)
 		return AuthResult(success=False, handled=False)

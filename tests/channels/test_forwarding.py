@@ -24,8 +24,8 @@ def test_valid_post_returns_the_raw_bytes_unchanged():
 	[
 		(RAW, "message/rfc822", "wrong", SECRET, 10_000, 403),
 		(RAW, "message/rfc822", "", "", 10_000, 403),
-		(RAW, "application/json", SECRET, SECRET, 10_000, 415),
-		(RAW, "", SECRET, SECRET, 10_000, 415),
+		(RAW, "application/json", SECRET, SECRET, 10_000, 400),
+		(RAW, "", SECRET, SECRET, 10_000, 400),
 		(RAW, "message/rfc822", SECRET, SECRET, 10, 413),
 		(b"   ", "message/rfc822", SECRET, SECRET, 10_000, 400),
 		(b"<html>not mail</html>\r\n", "message/rfc822", SECRET, SECRET, 10_000, 400),
@@ -43,4 +43,20 @@ def test_never_raises_anything_but_forward_rejected(body, content_type, provided
 	try:
 		assert accept_forwarded(body, content_type, provided, SECRET, 1000) == body
 	except ForwardRejected as err:
-		assert err.http_status in (400, 403, 413, 415)
+		assert err.http_status in (400, 403, 413)
+
+
+def test_every_refused_secret_gets_the_same_answer():
+	answers = set()
+	for provided, expected in (("wrong", SECRET), ("", SECRET), (SECRET, ""), (SECRET, None), ("", "")):
+		with pytest.raises(ForwardRejected) as caught:
+			accept_forwarded(RAW, "message/rfc822", provided, expected, 10_000)
+		answers.add((caught.value.http_status, caught.value.reason))
+	assert answers == {(403, "forbidden")}
+
+
+def test_a_body_shorter_than_its_content_length_is_refused_as_cut():
+	assert accept_forwarded(RAW, "message/rfc822", SECRET, SECRET, 10_000, declared_length=len(RAW)) == RAW
+	with pytest.raises(ForwardRejected) as caught:
+		accept_forwarded(RAW[:-5], "message/rfc822", SECRET, SECRET, 10_000, declared_length=len(RAW))
+	assert caught.value.http_status == 413 and "cut" in caught.value.reason

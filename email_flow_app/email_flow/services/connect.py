@@ -13,9 +13,10 @@ from email_flow_app.channels.auth import OAuthAuth, PasswordAuth
 from email_flow_app.channels.errors import ChannelError
 from email_flow_app.channels.imap import IMAPConfig, IMAPSource
 from email_flow_app.channels.smtp import SMTPConfig, SMTPSink
+from email_flow_app.email_flow.services import credentials
 
 SECURITY = {"SSL": "ssl", "STARTTLS": "starttls", "Plain": "plain"}
-TOKEN_CACHE_FIELD = "oauth_token_cache"
+TOKEN_CACHE_FIELD = credentials.TOKEN_CACHE_FIELD
 
 
 def secret(doc, fieldname: str) -> str | None:
@@ -112,6 +113,7 @@ def _combined_bundle(bundle: str) -> str:
 
 
 def _auth(doc):
+	credentials.check_binding(doc)
 	if doc.auth_method != "OAuth":
 		return PasswordAuth(secret(doc, "password") or "")
 	return OAuthAuth(token_provider(doc))
@@ -119,6 +121,7 @@ def _auth(doc):
 
 def token_provider(doc):
 	"""An access-token source for a queue or channel that signs in with OAuth."""
+	credentials.check_binding(doc)
 	kind = doc.channel_type
 	if kind.startswith("Office 365"):
 		from email_flow_app.channels.office365 import O365TokenProvider

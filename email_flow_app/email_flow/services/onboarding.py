@@ -28,7 +28,7 @@ from email_flow_app.channels.check import check_imap, check_smtp
 from email_flow_app.channels.errors import ChannelError
 from email_flow_app.channels.imap import IMAPConfig
 from email_flow_app.channels.smtp import SMTPConfig
-from email_flow_app.email_flow.services import channel_admin, connect, health, settings
+from email_flow_app.email_flow.services import channel_admin, connect, credentials, health, settings
 
 SETTINGS = "Email Flow Settings"
 QUEUE = "Incoming Email Queue"
@@ -376,10 +376,12 @@ def _o365_reconnect(queue_name: str, address: str, token_cache: str) -> Outcome:
 			),
 		)
 	connect.write_token_cache(queue, token_cache)
+	credentials.bind(queue)  # a fresh sign-in for the server the queue names now
 	channel = frappe.get_doc(CHANNEL, queue.outgoing_channel) if queue.outgoing_channel else None
 	if channel and channel.channel_type.startswith("Office 365"):
 		if connect.token_cache_owner(channel) != (QUEUE, queue.name):
 			connect.write_token_cache(channel, token_cache)
+		credentials.bind(channel)
 	else:
 		channel = None
 	outcome = _finish(address, queue, channel, [], _("Reconnected {0}.").format(address))
@@ -561,18 +563,33 @@ def connect_forwarding(creation_address: str, queue_name: str | None = None) -> 
 		address, {"channel_type": "Forwarding", "creation_address": address}, None, queue_name
 	)
 	outcome = _finish(address, queue, None, [], _("Forwarding queue {0} created.").format(queue.name))
-	outcome.extra = forwarding_details(queue.name)
+	# The one time the secret is shown: to the manager who just created it.
+	outcome.extra = forwarding_details(
+		queue.name, secret=get_decrypted_password(QUEUE, queue.name, "forwarding_secret")
+	)
 	return outcome
 
 
-def forwarding_details(queue_name: str) -> dict:
+def forwarding_details(queue_name: str, secret: str | None = None) -> dict:
+	"""Where to forward to. A stored secret is never shown again: `secret` only when just made."""
 	queue = frappe.get_doc(QUEUE, queue_name)
 	return {
 		"creation_address": queue.creation_address or queue.email_address,
 		"webhook_url": get_url(FORWARD_WEBHOOK.format(quote(queue.name, safe=""))),
-		"webhook_secret": get_decrypted_password(QUEUE, queue.name, "forwarding_secret"),
+		"webhook_secret": secret,
 		"secret_header": "X-Email-Flow-Secret",
 	}
+
+
+def new_forwarding_secret(queue_name: str) -> dict:
+	"""Replace the webhook secret (the old one stops working at once) and show the new one, once."""
+	queue = frappe.get_doc(QUEUE, queue_name)
+	if queue.channel_type != "Forwarding":
+		frappe.throw(_("{0} is not a Forwarding queue.").format(queue_name))
+	secret = frappe.generate_hash(length=32)
+	queue.forwarding_secret = secret
+	queue.save()
+	return forwarding_details(queue.name, secret=secret)
 
 
 # -- reconnect with a password ------------------------------------------------------

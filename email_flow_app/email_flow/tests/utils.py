@@ -234,7 +234,17 @@ def http_post(path: str, data: bytes, headers: dict[str, str]):
 
 
 def cleanup(tag: str) -> None:
-	"""Delete everything a MailWorld with this tag created, and commit."""
+	"""Delete everything a MailWorld with this tag created, and commit.
+
+	Raw mail goes as the retention rule removes it (nobody else may).
+	"""
+	from email_flow_app.email_flow.services.retention import removing_raw_mail
+
+	with removing_raw_mail():
+		_cleanup(tag)
+
+
+def _cleanup(tag: str) -> None:
 	queues = frappe.get_all(
 		"Incoming Email Queue", filters={"queue_name": ("like", f"% {tag}")}, pluck="name"
 	)

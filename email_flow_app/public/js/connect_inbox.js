@@ -377,9 +377,16 @@ email_flow.forwarding_html = function (details) {
 			)}</p>
 			<p><b>${__("Webhook for mail servers")}</b> (POST raw MIME, <code>Content-Type: message/rfc822</code>):</p>
 			<p><code class="ef-webhook-url">${email_flow.esc(details.webhook_url)}</code> ${copy(details.webhook_url)}</p>
-			<p>${__("Header")} <code>${email_flow.esc(details.secret_header)}</code>: <code class="ef-webhook-secret">${email_flow.esc(
+			${
 				details.webhook_secret
-			)}</code> ${copy(details.webhook_secret)}</p>
+					? `<p>${__("Header")} <code>${email_flow.esc(details.secret_header)}</code>: <code class="ef-webhook-secret">${email_flow.esc(
+							details.webhook_secret
+					  )}</code> ${copy(details.webhook_secret)}</p>
+					  <p class="small text-muted">${__("Copy it now: the secret is not shown again.")}</p>`
+					: `<p>${__("Header")} <code>${email_flow.esc(details.secret_header)}</code>: ${__(
+							"the secret is stored encrypted and never shown again."
+					  )} <button class="btn btn-xs btn-default ef-new-secret">${__("New secret")}</button></p>`
+			}
 		</div>`;
 };
 
@@ -421,8 +428,15 @@ email_flow.show_forwarding = async function (queue) {
 		title: __("Forwarding instructions"),
 		fields: [{ fieldtype: "HTML", fieldname: "details" }],
 	});
-	dialog.fields_dict.details.$wrapper.html(email_flow.forwarding_html(details));
+	const render = (d) => dialog.fields_dict.details.$wrapper.html(email_flow.forwarding_html(d));
+	render(details);
 	email_flow.bind_copy(dialog.$wrapper);
+	dialog.$wrapper.on("click", ".ef-new-secret", (e) => {
+		e.preventDefault();
+		frappe.confirm(__("Replace the webhook secret? The old one stops working at once."), async () => {
+			render((await email_flow.call("new_forwarding_secret", { queue })).message);
+		});
+	});
 	dialog.show();
 };
 

@@ -5,6 +5,8 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
+from email_flow_app.email_flow.services import retention
+
 
 class InboundEmail(Document):
 	# begin: auto-generated types
@@ -34,10 +36,14 @@ class InboundEmail(Document):
 		uidvalidity: DF.Data | None
 	# end: auto-generated types
 
+	def on_trash(self):
+		retention.guard_inbound_delete(self)
+
 	@frappe.whitelist()
 	def reprocess(self) -> str:
 		"""Run a Failed or Filtered message through the pipeline again (e.g. after fixing a setting)."""
 		frappe.only_for(("System Manager", "Support Manager"))
+		self.check_permission("read")
 		if self.status not in ("Failed", "Filtered"):
 			frappe.throw(_("Only Failed or Filtered messages can be reprocessed."))
 		from email_flow_app.email_flow.services.ingest import process_inbound, release_locks

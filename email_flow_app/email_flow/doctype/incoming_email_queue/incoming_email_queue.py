@@ -4,7 +4,7 @@
 import frappe
 from frappe.model.document import Document
 
-from email_flow_app.email_flow.services import channel_admin
+from email_flow_app.email_flow.services import channel_admin, credentials
 
 
 class IncomingEmailQueue(Document):
@@ -69,10 +69,15 @@ class IncomingEmailQueue(Document):
 			self.append("folders", {"folder_name": "INBOX"})
 		if self.channel_type == "Forwarding" and not self.forwarding_secret:
 			self.forwarding_secret = frappe.generate_hash(length=32)
+		credentials.on_validate(self)
 
 	def on_update(self):
+		credentials.on_update(self)
 		for address in (self.email_address, self.creation_address):
 			channel_admin.block_own_address(address, self.doctype, self.name)
+
+	def on_trash(self):
+		credentials.on_trash(self)
 
 	@frappe.whitelist()
 	def test_connection(self) -> dict:

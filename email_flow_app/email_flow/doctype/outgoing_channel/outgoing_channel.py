@@ -5,7 +5,7 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from email_flow_app.email_flow.services import channel_admin
+from email_flow_app.email_flow.services import channel_admin, credentials
 
 
 class OutgoingChannel(Document):
@@ -45,6 +45,7 @@ class OutgoingChannel(Document):
 		self.from_address = (self.from_address or "").strip().lower()
 		channel_admin.apply_outgoing_presets(self)
 		self.keep_one_default()
+		credentials.on_validate(self)
 
 	def keep_one_default(self):
 		"""Exactly one enabled channel is the default: the first one becomes it, a new default demotes the old."""
@@ -55,6 +56,7 @@ class OutgoingChannel(Document):
 			frappe.throw(_("A disabled channel cannot be the default for system mail."))
 
 	def on_update(self):
+		credentials.on_update(self)
 		if self.is_default:
 			frappe.db.set_value(
 				"Outgoing Channel", {"is_default": 1, "name": ("!=", self.name)}, "is_default", 0
@@ -63,6 +65,7 @@ class OutgoingChannel(Document):
 		channel_admin.sync_system_mail_account(self)
 
 	def on_trash(self):
+		credentials.on_trash(self)
 		channel_admin.remove_system_mail_account(self)
 
 	@frappe.whitelist()

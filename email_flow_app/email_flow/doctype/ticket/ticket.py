@@ -3,7 +3,11 @@
 
 from contextlib import contextmanager
 
+import frappe
+from frappe import _
 from frappe.model.document import Document
+
+from email_flow_app.email_flow import permissions
 
 
 class Ticket(Document):
@@ -31,6 +35,30 @@ class Ticket(Document):
 
 	def validate(self):
 		self.raised_by = (self.raised_by or "").strip().lower() or None
+		self.check_queue_move()
+
+	def check_queue_move(self):
+		"""Moving a ticket to another queue needs access to both: checked on the ticket as it was.
+
+		Frappe's write check sees only the document after the change, so an agent
+		could otherwise pull a restricted queue's ticket into one they see.
+		"""
+		if self.is_new() or self.flags.ignore_permissions or not self.has_value_changed("email_queue"):
+			return
+		before = self.get_doc_before_save()
+		if before and not permissions.can_see_queue(before.email_queue):
+			raise frappe.PermissionError(
+				_("You cannot move a ticket out of a queue you do not have access to.")
+			)
+
+	def on_trash(self):
+		"""The raw mail stays in the archive: its Inbound Email no longer points at the deleted ticket."""
+		frappe.db.set_value(
+			"Inbound Email",
+			{"ticket": self.name},
+			{"ticket": None, "communication": None},
+			update_modified=False,
+		)
 
 	def _extract_images_from_editor(self):
 		with self._description_as_filed():

@@ -31,9 +31,10 @@ frappe.listview_settings["Ticket"] = {
 var email_flow_queue_colours = Object.assign({}, frappe.boot.email_flow_queue_colours || {});
 
 function email_flow_load_queue_colours() {
-	return frappe.db
-		.get_list("Incoming Email Queue", { fields: ["name", "color"], limit: 0 })
-		.then((rows) => {
-			rows.forEach((row) => (email_flow_queue_colours[row.name] = row.color || "#8d99a6"));
+	// Agents may not list queues: the app answers with names and colours only.
+	return frappe.xcall("email_flow_app.email_flow.boot.queue_colours").then((colours) => {
+		Object.entries(colours || {}).forEach(([name, colour]) => {
+			email_flow_queue_colours[name] = colour || "#8d99a6";
 		});
+	});
 }

@@ -1,0 +1,79 @@
+"""The raw-mail archive is append-only; only the System Manager's retention rule removes raw mail.
+
+Nobody deletes an Inbound Email or its raw .eml File by hand (REST, Desk,
+or by deleting the File): `guard_inbound_delete` and `protect_raw_file`
+refuse. Email Flow Settings' "Keep raw mail for (days)" (permlevel 1, only a
+System Manager writes it) is applied every night by `apply_retention`, which
+removes finished Inbound Emails (Ticket Created, Appended, Filtered) older
+than that, with their raw files. Failed or still Received messages are kept
+whatever their age: they are not finished.
+"""
+
+from contextlib import contextmanager
+
+import frappe
+from frappe import _
+from frappe.utils import add_days, cint, now_datetime
+
+SETTINGS = "Email Flow Settings"
+FINISHED = ("Ticket Created", "Appended", "Filtered")
+BATCH = 500
+
+
+@contextmanager
+def removing_raw_mail():
+	"""Within this block raw mail may be removed: the retention job, uninstall-time cleanups."""
+	previous = frappe.flags.email_flow_retention
+	frappe.flags.email_flow_retention = True
+	try:
+		yield
+	finally:
+		frappe.flags.email_flow_retention = previous
+
+
+def _allowed() -> bool:
+	return bool(frappe.flags.email_flow_retention or frappe.flags.in_uninstall)
+
+
+def guard_inbound_delete(doc) -> None:
+	"""Inbound Email.on_trash: raw mail is removed only by the retention rule."""
+	if not _allowed():
+		raise frappe.PermissionError(
+			_(
+				"Raw mail is never deleted by hand. A System Manager sets how long it is kept in Email Flow Settings."
+			)
+		)
+
+
+def protect_raw_file(doc, method: str | None = None) -> None:
+	"""File.on_trash (doc_events): a raw .eml of the archive cannot be deleted on its own."""
+	if doc.attached_to_doctype == "Inbound Email" and not _allowed():
+		raise frappe.PermissionError(
+			_("This file is the raw message of {0} and cannot be deleted.").format(doc.attached_to_name)
+		)
+
+
+def apply_retention() -> int:
+	"""Remove finished raw mail older than the retention period; returns how many were removed."""
+	days = cint(frappe.db.get_single_value(SETTINGS, "raw_mail_retention_days"))
+	if days <= 0:
+		return 0
+	cutoff = add_days(now_datetime(), -days)
+	removed = 0
+	with removing_raw_mail():
+		while True:
+			names = frappe.get_all(
+				"Inbound Email",
+				filters={"creation": ("<", cutoff), "status": ("in", FINISHED)},
+				pluck="name",
+				limit=BATCH,
+			)
+			if not names:
+				break
+			for name in names:
+				frappe.delete_doc(
+					"Inbound Email", name, ignore_permissions=True, force=True, delete_permanently=True
+				)
+				removed += 1
+			frappe.db.commit()
+	return removed
