@@ -32,6 +32,9 @@ doc_events = {
 	"Communication": {
 		"after_insert": "email_flow_app.email_flow.services.replies.on_communication_insert",
 	},
+	# A restricted queue's ticket is assigned or shared only with its agents.
+	"ToDo": {"validate": "email_flow_app.email_flow.permissions.check_assignment"},
+	"DocShare": {"validate": "email_flow_app.email_flow.permissions.check_assignment"},
 	# The raw-mail archive is append-only: its .eml Files go only by the retention rule.
 	"File": {
 		"on_trash": "email_flow_app.email_flow.services.retention.protect_raw_file",
@@ -61,5 +64,9 @@ override_whitelisted_methods = {
 	"frappe.client.get_password": "email_flow_app.email_flow.permissions.get_password",
 }
 
-# Desk: the "Connect inbox" dialogs and channel health helpers (public/js/connect_inbox.js).
-app_include_js = ["/assets/email_flow_app/js/connect_inbox.js"]
+# Desk: the "Connect inbox" dialogs and channel health helpers (public/js/connect_inbox.js),
+# and what every user's Desk needs for tickets (public/js/email_flow_desk.js).
+app_include_js = [
+	"/assets/email_flow_app/js/connect_inbox.js",
+	"/assets/email_flow_app/js/email_flow_desk.js",
+]

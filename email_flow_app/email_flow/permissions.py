@@ -74,6 +74,29 @@ def has_ticket_permission(doc, ptype: str | None = None, user: str | None = None
 	return can_see_queue(doc.get("email_queue"), user)
 
 
+def check_assignment(doc, method: str | None = None) -> None:
+	"""ToDo / DocShare validate (doc_events): a restricted queue's ticket goes only to its agents.
+
+	Frappe shares a document with an assignee who cannot read it, and a share
+	would put the ticket in that user's lists: refuse instead.
+	"""
+	if doc.doctype == "ToDo":
+		doctype, name, user = doc.reference_type, doc.reference_name, doc.allocated_to
+	else:
+		doctype, name, user = doc.share_doctype, doc.share_name, doc.user
+	if doctype != "Ticket" or not name or not user:
+		return
+	queue = frappe.db.get_value("Ticket", name, "email_queue")
+	if not can_see_queue(queue, user):
+		frappe.throw(
+			_(
+				"{0} is not an agent of the restricted queue {1}, so the ticket cannot be given to them."
+			).format(frappe.bold(user), frappe.bold(queue)),
+			frappe.PermissionError,
+			title=_("Not an agent of this queue"),
+		)
+
+
 def communication_query_conditions(user: str | None = None) -> str:
 	hidden = _hidden_for(user)
 	if not hidden:

@@ -674,7 +674,38 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 				),
 			]
 		)
+		# Nor handed to an outsider: an assignment would share it with them.
+		assign = {
+			"data": {
+				"doctype": "Ticket",
+				"name": hidden,
+				"assign_to": json.dumps([self.emails[AGENT_OUT]]),
+			}
+		}
+		share = {"data": {"doctype": "Ticket", "name": hidden, "user": self.emails[AGENT_OUT], "read": 1}}
+		self.expect(
+			[
+				(
+					"assign to an outsider",
+					"POST",
+					method("frappe.desk.form.assign_to.add"),
+					assign,
+					{AGENT_IN: 403, MANAGER: 403},
+				),
+				(
+					"share with an outsider",
+					"POST",
+					method("frappe.share.add"),
+					share,
+					{AGENT_IN: 403, MANAGER: 403},
+				),
+			]
+		)
 		frappe.db.rollback()
+		self.assertFalse(
+			frappe.db.exists("ToDo", {"reference_name": hidden, "allocated_to": self.emails[AGENT_OUT]})
+		)
+		self.assertFalse(frappe.db.exists("DocShare", {"share_name": hidden, "user": self.emails[AGENT_OUT]}))
 		self.assertEqual(frappe.db.get_value("Ticket", hidden, "email_queue"), self.secret_queue.name)
 		self.assertEqual(self.call(AGENT_OUT, "GET", self.attachment.file_url).status_code, 403)
 		# The queue's own agent may move it into a queue they also see.

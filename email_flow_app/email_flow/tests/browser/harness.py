@@ -301,9 +301,11 @@ class UIWorld:
 
 	# -- browser ----------------------------------------------------------------------
 
-	def login(self) -> None:
+	def login(self, user: str | None = None, password: str = MANAGER_PASSWORD) -> None:
+		"""Log the browser in (the manager unless `user` is given), ending any earlier session."""
+		self.context.clear_cookies()
 		response = self.context.request.post(
-			f"{self.web.url}/api/method/login", form={"usr": self.manager, "pwd": MANAGER_PASSWORD}
+			f"{self.web.url}/api/method/login", form={"usr": user or self.manager, "pwd": password}
 		)
 		if not response.ok:
 			raise RuntimeError(f"login failed: {response.status} {response.text()[:300]}")

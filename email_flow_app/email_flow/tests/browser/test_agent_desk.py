@@ -1,0 +1,209 @@
+"""A plain Support Agent works a ticket in the Desk: list, open, reply, comment, assign, close, download.
+
+Real headless Chromium, logged in as a user whose only role is Support Agent.
+The ticket comes in through the forwarding webhook (the real ingest path);
+the reply leaves through Frappe's Email Queue and the Outgoing Channel to the
+test SMTP server. Every HTTP answer of 403 and every error dialog is counted:
+there must be none.
+"""
+
+import email
+import email.policy
+from urllib.parse import quote
+
+import frappe
+import requests
+from frappe.utils.password import get_decrypted_password, update_password
+from playwright.sync_api import expect
+
+from email_flow_app.email_flow.tests.browser.harness import UIWorld
+from email_flow_app.email_flow.tests.test_permissions_and_forwarding import make_user
+from email_flow_app.email_flow.tests.utils import CUSTOMER, SiteTestCase, customer_email
+
+AGENT_PASSWORD = "Agent-pw-1!"
+PDF = b"%PDF-1.4\n% the customer's invoice\n"
+WEBHOOK = "/api/method/email_flow_app.email_flow.api.receive_forwarded"
+
+
+class TestPlainAgentWorksATicket(SiteTestCase):
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		cls.world = w = UIWorld({"support": "support-pw"})
+		try:
+			w.start()
+			cls.agent = make_user(f"ef-ui-agent-{w.tag}@example.test", ["Support Agent"])
+			frappe.db.set_value("User", cls.agent, {"first_name": "Alex", "last_name": "Agent"})
+			update_password(cls.agent, AGENT_PASSWORD)
+			cls.channel = frappe.get_doc(
+				{
+					"doctype": "Outgoing Channel",
+					"channel_name": f"Support out {w.tag}",
+					"channel_type": "SMTP",
+					"from_name": "Acme Support",
+					"from_address": w.address("support"),
+					"host": "127.0.0.1",
+					"port": w.smtp.port,
+					"security": "STARTTLS",
+					"username": w.address("support"),
+					"password": "support-pw",
+				}
+			).insert(ignore_permissions=True)
+			cls.queue = frappe.get_doc(
+				{
+					"doctype": "Incoming Email Queue",
+					"queue_name": f"Support {w.tag}",
+					"color": "#2f9e44",
+					"channel_type": "Forwarding",
+					"email_address": w.address("support"),
+					"creation_address": w.address("support"),
+					"outgoing_channel": cls.channel.name,
+				}
+			).insert(ignore_permissions=True)
+			frappe.db.commit()
+			secret = get_decrypted_password("Incoming Email Queue", cls.queue.name, "forwarding_secret")
+			mail = customer_email(
+				w.address("support"), subject=f"Invoice question {w.tag}", attachment=("invoice.pdf", PDF)
+			)
+			posted = requests.post(
+				f"{w.web.url}{WEBHOOK}?queue={quote(cls.queue.name)}",
+				data=mail.as_bytes(),
+				headers={"Content-Type": "message/rfc822", "X-Email-Flow-Secret": secret},
+				timeout=60,
+			)
+			posted.raise_for_status()
+			cls.ticket = posted.json()["message"]["ticket"]
+			frappe.db.rollback()
+		except BaseException:
+			w.stop()
+			raise
+
+	@classmethod
+	def tearDownClass(cls):
+		w = cls.world
+		frappe.db.rollback()
+		for name in frappe.get_all("Ticket", filters={"email_queue": cls.queue.name}, pluck="name"):
+			for doctype, field in (
+				("Communication", "reference_name"),
+				("Comment", "reference_name"),
+				("ToDo", "reference_name"),
+			):
+				frappe.db.delete(doctype, {field: name})
+			frappe.delete_doc("Ticket", name, force=True, ignore_permissions=True)
+		from email_flow_app.email_flow.services.retention import removing_raw_mail
+
+		with removing_raw_mail():
+			for name in frappe.get_all(
+				"Inbound Email", filters={"email_queue": cls.queue.name}, pluck="name"
+			):
+				frappe.delete_doc("Inbound Email", name, force=True, ignore_permissions=True)
+		frappe.db.delete("Email Queue", {"sender": ("like", f"%{w.tag}%")})
+		frappe.db.delete("Notification Log", {"for_user": cls.agent})
+		frappe.delete_doc("User", cls.agent, force=True, ignore_permissions=True)
+		frappe.db.commit()
+		w.stop()
+		super().tearDownClass()
+
+	def test_list_open_reply_comment_assign_close_and_download(self):
+		w, ticket = self.world, self.ticket
+		w.login(self.agent, AGENT_PASSWORD)
+		denied, dialogs = [], []
+		w.page.on(
+			"response",
+			lambda r: r.status in (401, 403) and denied.append(f"{r.status} {r.request.method} {r.url}"),
+		)
+
+		def error_dialogs() -> list[str]:
+			texts = w.page.locator(".modal.show .msgprint, .modal.show .modal-title").all_inner_texts()
+			return [t for t in texts if "not permitted" in t.lower() or "error" in t.lower()]
+
+		# 1. The list: the ticket, with its queue pill.
+		w.goto("/app/ticket")
+		row = w.page.locator(".list-row-container", has_text=f"Invoice question {w.tag}").first
+		row.wait_for()
+		expect(row.locator(".email-flow-queue-pill")).to_have_text(self.queue.name)
+		w.shot("10-agent-1-ticket-list")
+
+		# 2. Open it.
+		w.goto(f"/app/ticket/{ticket}")
+		expect(w.page.locator(".title-text").first).to_contain_text(f"Invoice question {w.tag}")
+		w.page.locator(".timeline-item", has_text="on fire again").first.wait_for()
+		w.shot("10-agent-2-ticket-open")
+
+		# 3. Reply with the Desk's composer.
+		w.page.locator(".timeline-actions button", has_text="New Email").first.click()
+		composer = w.page.locator(".modal.show").filter(has=w.page.locator(".ql-editor")).first
+		composer.wait_for()
+		w.page.wait_for_timeout(800)  # the composer fetches its defaults
+		recipients = composer.locator('input[data-fieldname="recipients"]').first
+		if CUSTOMER[1] not in recipients.input_value():
+			recipients.fill(CUSTOMER[1])
+			recipients.press("Enter")
+		composer.locator(".ql-editor").first.click()
+		composer.locator(".ql-editor").first.type("Hello Carla, the invoice is corrected.")
+		w.shot("10-agent-3-composer")
+		dialogs.extend(error_dialogs())
+		composer.locator(".modal-footer .btn-primary").first.click()
+		composer.wait_for(state="hidden")
+		w.page.locator(".timeline-item", has_text="the invoice is corrected").first.wait_for()
+		w.shot("10-agent-4-replied")
+
+		# 4. Comment.
+		box = w.page.locator(".comment-box .ql-editor").first
+		box.click()
+		box.type("Checked with billing.")
+		w.page.locator(".comment-box button", has_text="Comment").first.click()
+		w.page.locator(".timeline-item", has_text="Checked with billing.").first.wait_for()
+
+		# 5. Assign to me.
+		w.page.locator(".form-assignments .add-assignment-btn, .add-assignment-btn").first.click()
+		assign = w.page.locator(".modal.show", has_text="Add to ToDo").first
+		assign.wait_for()
+		assign.locator('input[data-fieldname="assign_to_me"]').check()
+		assign.locator(".modal-footer .btn-primary").first.click()
+		assign.wait_for(state="hidden")
+		w.page.locator(".form-assignments .assignment-pill, .form-assignments .avatar").first.wait_for()
+		w.shot("10-agent-5-commented-and-assigned")
+
+		# 6. Close.
+		w.page.select_option('select[data-fieldname="status"]', "Closed")
+		w.page.keyboard.press("Control+s")
+		expect(w.page.locator(".indicator-pill").first).to_contain_text("Closed")
+		w.shot("10-agent-6-closed")
+
+		# 7. Download the attachment from the sidebar.
+		link = w.page.locator(
+			".form-attachments a.attachment-file-label, .attachment-row a", has_text="invoice.pdf"
+		).first
+		link.wait_for()
+		href = link.get_attribute("href")
+		download = w.context.request.get(f"{w.web.url}{href}" if href.startswith("/") else href)
+		self.assertEqual(download.status, 200)
+		self.assertEqual(download.body(), PDF)
+
+		dialogs.extend(error_dialogs())
+		self.assertEqual(dialogs, [])
+		self.assertEqual(denied, [])
+
+		# What the agent did is what the records say.
+		w.fresh()
+		self.assertEqual(frappe.db.get_value("Ticket", ticket, "status"), "Closed")
+		self.assertTrue(
+			frappe.db.exists(
+				"Comment", {"reference_name": ticket, "content": ("like", "%Checked with billing.%")}
+			)
+		)
+		self.assertTrue(
+			frappe.db.exists("ToDo", {"reference_name": ticket, "allocated_to": self.agent, "status": "Open"})
+			or frappe.db.exists("ToDo", {"reference_name": ticket, "allocated_to": self.agent})
+		)
+		# The reply reaches the customer from the queue's channel.
+		from frappe.email.queue import flush
+
+		flush()
+		frappe.db.commit()
+		sent = [m for m in w.smtp.messages if CUSTOMER[1] in m.rcpt_tos]
+		self.assertEqual(len(sent), 1, [m.rcpt_tos for m in w.smtp.messages])
+		message = email.message_from_bytes(sent[0].data, policy=email.policy.default)
+		self.assertEqual(message["From"].addresses[0].addr_spec, w.address("support"))
+		self.assertIn("the invoice is corrected", message.get_body(("plain", "html")).get_content())
