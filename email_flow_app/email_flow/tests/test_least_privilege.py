@@ -153,6 +153,11 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 					failures.append(f"{label} as {who}: {response.status_code} {response.text[:200]}")
 		self.assertEqual(failures, [], "\n".join(failures))
 
+	def _drop(self, doctype: str, name: str) -> None:
+		frappe.db.rollback()
+		frappe.delete_doc(doctype, name, force=True, ignore_permissions=True)
+		frappe.db.commit()
+
 	def message(self, response):
 		return response.json().get("message")
 
@@ -804,6 +809,7 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 		w = self.world
 		queue = w.make_queue("Exfil", w.address("exfil-in"), password="the-old-imap-secret")
 		frappe.db.commit()
+		self.addCleanup(self._drop, "Incoming Email Queue", queue.name)
 		with RecordingIMAPServer() as attacker:
 			# The form's "Test connection" on an unsaved change (the document comes from the browser).
 			unsaved = {**queue.as_dict(), "port": attacker.port, "security": "Plain", "password": "*" * 10}
@@ -842,13 +848,12 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 			)
 			self.assertEqual(smuggled.status_code, 417, smuggled.text[:300])
 			self.assertNotIn(b"DELETE INBOX", bytes(attacker.received))
-		frappe.delete_doc("Incoming Email Queue", queue.name, force=True, ignore_permissions=True)
-		frappe.db.commit()
 
 	def test_test_connection_never_echoes_another_service(self):
 		w = self.world
 		queue = w.make_queue("Scanner", w.address("scanner"))
 		frappe.db.commit()
+		self.addCleanup(self._drop, "Incoming Email Queue", queue.name)
 		db_port = int(frappe.conf.db_port or 3306)
 		changed = self.call(
 			MANAGER,
@@ -868,8 +873,6 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 		self.assertIn("did not answer as an IMAP server", result["message"])
 		self.assertNotIn("mysql", result["message"].lower())
 		self.assertNotIn("maria", result["message"].lower())
-		frappe.delete_doc("Incoming Email Queue", queue.name, force=True, ignore_permissions=True)
-		frappe.db.commit()
 
 	# -- the forwarding door ----------------------------------------------------------
 
