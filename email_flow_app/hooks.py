@@ -22,7 +22,10 @@ scheduler_events = {
 	"cron": {
 		"* * * * *": ["email_flow_app.email_flow.services.polling.enqueue_polls"],
 	},
-	"daily_long": ["email_flow_app.email_flow.services.retention.apply_retention"],
+	"daily_long": [
+		"email_flow_app.email_flow.services.retention.apply_retention",
+		"email_flow_app.email_flow.services.store.sweep_orphan_raw_files",
+	],
 }
 
 # Frappe's Email Queue (system mail and Desk replies) leaves through Outgoing Channels.

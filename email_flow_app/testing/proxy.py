@@ -19,6 +19,8 @@ class TCPProxy:
 	the server to the client (so a transfer dies half-way); ``cut_all()``
 	closes every open connection now. ``latency`` (seconds, one way) delays
 	every chunk without limiting bandwidth, to emulate a distant server.
+	``refusing = True`` is a server outage: connections are closed at once.
+	``carried`` counts the bytes sent server→client so far.
 	"""
 
 	def __init__(self, upstream: tuple[str, int], host: str = "127.0.0.1", latency: float = 0.0) -> None:
@@ -31,6 +33,8 @@ class TCPProxy:
 		self._lock = threading.Lock()
 		self._cut_after: int | None = None
 		self.cuts = 0
+		self.carried = 0
+		self.refusing = False
 
 	def __enter__(self) -> TCPProxy:
 		self.start()
@@ -76,6 +80,9 @@ class TCPProxy:
 				client, _ = listener.accept()
 			except OSError:
 				return
+			if self.refusing:
+				client.close()
+				continue
 			upstream = socket.create_connection(self.upstream)
 			pair = (client, upstream)
 			with self._lock:
@@ -100,6 +107,8 @@ class TCPProxy:
 					break
 				dst.sendall(data)
 				carried += len(data)
+				if downstream:
+					self.carried += len(data)
 		except OSError:
 			pass
 		with self._lock:

@@ -39,8 +39,16 @@ def safe_file_name(name: str | None, fallback: str) -> str:
 	return name
 
 
-def write_private_file(file_name: str, content: bytes, fsync: bool = False) -> tuple[str, str]:
-	"""Write `content` under private/files with a name not taken yet; (file name, file URL)."""
+def write_private_file(
+	file_name: str, content: bytes, fsync: bool = False, reclaim_orphan: bool = False
+) -> tuple[str, str]:
+	"""Write `content` under private/files with a name not taken yet; (file name, file URL).
+
+	`reclaim_orphan`: the name belongs to a record this transaction holds (an
+	Inbound Email name just taken from its naming series, under the series' row
+	lock). A file of that name that no File row names was left by an attempt
+	that died before its commit: it is replaced, so a crash leaves no orphan.
+	"""
 	folder = get_files_path(is_private=1)
 	os.makedirs(folder, exist_ok=True)
 	stem, ext = os.path.splitext(file_name)
@@ -50,6 +58,14 @@ def write_private_file(file_name: str, content: bytes, fsync: bool = False) -> t
 			fd = os.open(os.path.join(folder, candidate), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 			break
 		except FileExistsError:
+			if (
+				reclaim_orphan
+				and candidate == file_name
+				and not _file_row_exists(f"/private/files/{candidate}")
+			):
+				os.unlink(os.path.join(folder, candidate))
+				reclaim_orphan = False
+				continue
 			candidate = f"{stem}{frappe.generate_hash(length=6)}{ext}"
 	with os.fdopen(fd, "wb") as out:
 		out.write(content)
@@ -57,6 +73,10 @@ def write_private_file(file_name: str, content: bytes, fsync: bool = False) -> t
 			out.flush()
 			os.fsync(out.fileno())
 	return candidate, f"/private/files/{candidate}"
+
+
+def _file_row_exists(file_url: str) -> bool:
+	return bool(frappe.db.sql("SELECT 1 FROM `tabFile` WHERE `file_url` = %s LIMIT 1", (file_url,)))
 
 
 def file_row(file_name: str, file_url: str, content: bytes, doctype: str, name: str) -> dict:
@@ -101,7 +121,9 @@ def bulk_insert(doctype: str, rows: list[dict]) -> None:
 	frappe.db.bulk_insert(doctype, fields, [tuple(row[field] for field in fields) for row in full])
 
 
-def save_private_file(file_name: str, content: bytes, doctype: str, name: str, fsync: bool = False) -> str:
+def save_private_file(
+	file_name: str, content: bytes, doctype: str, name: str, fsync: bool = False, reclaim_orphan: bool = False
+) -> str:
 	"""Save `content` as a private File attached to doctype/name; returns its URL.
 
 	The direct write is not subject to the site's upload size limit (the File
@@ -109,7 +131,7 @@ def save_private_file(file_name: str, content: bytes, doctype: str, name: str, f
 	"""
 	file_name = safe_file_name(file_name, "attachment")
 	if direct_writes():
-		stored_name, url = write_private_file(file_name, content, fsync=fsync)
+		stored_name, url = write_private_file(file_name, content, fsync=fsync, reclaim_orphan=reclaim_orphan)
 		insert_file_rows([file_row(stored_name, url, content, doctype, name)])
 		return url
 	file = frappe.get_doc(

@@ -29,6 +29,7 @@ def record_success(doc) -> None:
 		{
 			"last_poll": now_datetime(),
 			"last_success": now_datetime(),
+			"last_error": None,
 			"failure_count": 0,
 			"next_poll_after": None,
 			"status": HEALTHY,
@@ -65,7 +66,16 @@ def backoff_minutes(failures: int) -> int:
 
 
 def record_note(doc, note: str) -> None:
-	frappe.db.set_value(doc.doctype, doc.name, "last_error", note[:1000], update_modified=False)
+	"""Something an admin should know that is not an error: a comment in the record's timeline."""
+	frappe.get_doc(
+		{
+			"doctype": "Comment",
+			"comment_type": "Info",
+			"reference_doctype": doc.doctype,
+			"reference_name": doc.name,
+			"content": frappe.utils.escape_html(note),
+		}
+	).insert(ignore_permissions=True)
 
 
 def notify_managers(doc, subject: str, detail: str) -> None:

@@ -81,24 +81,7 @@ def process_batch(items: list[tuple[str, bytes | None]]) -> list[Outcome]:
 			settings.run_state(key).clear()  # batch lookups: never older than the batch
 		settings.run_state("series").clear()
 		names = [name for name, _raw in items]
-		rows = {
-			row.name: row
-			for row in frappe.get_all(
-				INBOUND,
-				filters={"name": ("in", names)},
-				fields=[
-					"name",
-					"status",
-					"reason",
-					"ticket",
-					"communication",
-					"thread_rule",
-					"attempts",
-					"email_queue",
-					"raw_file",
-				],
-			)
-		}
+		rows = _claim(names)
 		parsed: dict[str, ParsedMessage | Exception] = {}
 		for name, raw in items:
 			row = rows.get(name)
@@ -114,7 +97,11 @@ def process_batch(items: list[tuple[str, bytes | None]]) -> list[Outcome]:
 		for name, _raw in items:
 			row = rows.get(name)
 			if row is None:
-				raise frappe.DoesNotExistError(f"{INBOUND} {name} not found")
+				if not frappe.db.exists(INBOUND, name):
+					raise frappe.DoesNotExistError(f"{INBOUND} {name} not found")
+				# Claimed by another filer right now: it files it, we leave it alone.
+				outcomes.append(Outcome("Received", _("Being filed by another worker")))
+				continue
 			if name not in parsed:
 				outcomes.append(
 					Outcome(row.status, row.reason, row.ticket, row.communication, row.thread_rule)
@@ -125,6 +112,63 @@ def process_batch(items: list[tuple[str, bytes | None]]) -> list[Outcome]:
 			outcomes.append(outcome)
 		store.flush_series()  # Ticket numbers taken by this batch (the caller commits)
 		return outcomes
+
+
+CLAIM_FIELDS = (
+	"name",
+	"status",
+	"reason",
+	"ticket",
+	"communication",
+	"thread_rule",
+	"attempts",
+	"email_queue",
+	"raw_file",
+)
+
+
+def _claim(names: list[str]) -> dict[str, frappe._dict]:
+	"""Lock the batch's Inbound Email rows for this transaction; rows another filer holds are skipped.
+
+	One filer per row: the scheduler tick's sweep, a poll job, a webhook request
+	or a reprocess can reach the same Received rows at the same time. The row
+	lock (SELECT ... FOR UPDATE SKIP LOCKED) is held until the caller commits, and
+	a filer that dies loses it with its connection, so its rows are taken over by
+	the next one. Being a locking read, it sees the rows' latest committed status,
+	never an older snapshot of the transaction.
+	"""
+	if not names:
+		return {}
+	columns = ", ".join(f"`{field}`" for field in CLAIM_FIELDS)
+	placeholders = ", ".join(["%s"] * len(names))
+	rows = frappe.db.sql(
+		f"SELECT {columns} FROM `tab{INBOUND}` WHERE `name` IN ({placeholders}) "
+		f"ORDER BY `name` FOR UPDATE SKIP LOCKED",
+		tuple(names),
+		as_dict=True,
+	)
+	return {row.name: row for row in rows}
+
+
+def _current_filed(message_ids: list[str], exclude: list[str]) -> list[tuple[str, str, str]]:
+	"""(message_id, Inbound Email, Ticket) of filed rows, as committed now (a locking read).
+
+	Called with the Message-ID locks held: whoever filed these ids before has
+	committed, and a plain read could still show this transaction's older
+	snapshot. Rows other filers hold are skipped (they are not filed yet).
+	"""
+	if not message_ids:
+		return []
+	share = "LOCK IN SHARE MODE" if frappe.db.db_type == "mariadb" else "FOR SHARE"
+	values = (*message_ids, *FILED, *(exclude or [""]))
+	return frappe.db.sql(
+		f"SELECT `message_id`, `name`, `ticket` FROM `tab{INBOUND}` "
+		f"WHERE `message_id` IN ({', '.join(['%s'] * len(message_ids))}) "
+		f"AND `status` IN ({', '.join(['%s'] * len(FILED))}) "
+		f"AND `name` NOT IN ({', '.join(['%s'] * len(exclude or ['']))}) "
+		f"ORDER BY `modified` DESC {share} SKIP LOCKED",
+		values,
+	)
 
 
 def _process_one(inbound, msg: ParsedMessage | Exception) -> Outcome:
@@ -177,15 +221,8 @@ def _prefetch(messages: list[ParsedMessage], names: list[str]) -> None:
 	_lock_message_ids(message_ids)
 	filed = _filed_message_ids()
 	filed.clear()
-	if message_ids:
-		for message_id, name, ticket in frappe.get_all(
-			INBOUND,
-			filters={"message_id": ("in", message_ids), "status": ("in", FILED), "name": ("not in", names)},
-			fields=["message_id", "name", "ticket"],
-			order_by="modified desc",
-			as_list=True,
-		):
-			filed.setdefault(message_id, (name, ticket))
+	for message_id, name, ticket in _current_filed(message_ids, names):
+		filed.setdefault(message_id, (name, ticket))
 	for message_id in message_ids:
 		filed.setdefault(message_id, None)
 	threads.prefetch(messages)
@@ -276,12 +313,8 @@ def _filed_before(message_id: str, name: str) -> tuple[str, str] | None:
 	if message_id in filed:
 		return filed[message_id]
 	_lock_message_ids([message_id])
-	row = frappe.db.get_value(
-		INBOUND,
-		{"message_id": message_id, "status": ("in", FILED), "name": ("!=", name)},
-		["name", "ticket"],
-	)
-	return tuple(row) if row else None
+	rows = _current_filed([message_id], [name])
+	return (rows[0][1], rows[0][2]) if rows else None
 
 
 def _recent_tickets(sender: str | None, window_minutes: int) -> int:

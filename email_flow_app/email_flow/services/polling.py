@@ -5,8 +5,12 @@ store every message of the batch + advance the folder's last UID in ONE
 commit (so a killed worker neither skips nor repeats), then process them in
 chunks of PROCESS_CHUNK, one commit per chunk (a chunk cut short by a dying
 worker is rolled back and its messages, still Received, are filed by the
-next run); acknowledge on the server only after those commits. One job
-drains the whole backlog: batches bound memory, not the work per run.
+next run); acknowledge on the server only after those commits, and record
+that on the rows (`acknowledged`), so a kill between the commit and the
+acknowledgement is caught up by the next poll before it fetches new mail.
+One job drains the whole backlog: batches bound memory, not the work per
+run. Every stored batch counts as progress for the queue's health: an
+interrupted drain does not back off as if nothing had worked.
 """
 
 import frappe
@@ -27,6 +31,7 @@ POLLED_TYPES = ("IMAP", "Office 365", "Google")
 BATCH_SIZE = 100  # messages per UID FETCH, stored in one transaction
 PROCESS_CHUNK = 20  # messages filed per commit
 ACK_MODES = {"Mark as seen": "seen", "Move to folder": "move", "Leave on server": "leave"}
+ACK_CATCH_UP = 1000  # stored-but-unacknowledged messages acknowledged per statement
 
 
 def enqueue_polls() -> None:
@@ -61,55 +66,61 @@ def enqueue_poll(queue_name: str) -> None:
 	)
 
 
-def poll_queue(queue_name: str) -> int:
-	"""Fetch and file everything new in the queue's folders; returns messages stored."""
+def poll_queue(queue_name: str) -> dict:
+	"""Fetch and file everything new in the queue's folders.
+
+	Returns what this run did, also when it ended with an error: messages
+	stored, filed, acknowledged on the server, and the error (None if none).
+	"""
+	run = {"stored": 0, "filed": 0, "acknowledged": 0, "error": None}
 	if not _acquire_queue_lock(queue_name):
-		return 0
+		run["error"] = "another poll of this queue is running"
+		return run
 	try:
 		with settings.run_cache():
-			return _poll(queue_name)
+			_poll(queue_name, run)
 	finally:
 		_release_queue_lock(queue_name)
+	return run
 
 
-def _poll(queue_name: str) -> int:
+def _poll(queue_name: str, run: dict) -> None:
 	queue = frappe.get_doc(QUEUE, queue_name)
 	# Stored by a run that died before filing them: file them first, in order.
-	_process_received(queue_name)
-	stored = 0
+	run["filed"] += _process_received(queue_name)
 	try:
 		with connect.imap_source(queue) as source:
 			for row in queue.folders or [
 				frappe._dict(name=None, folder_name="INBOX", uidvalidity=None, last_uid=0)
 			]:
-				stored += _poll_folder(queue, source, row)
+				_poll_folder(queue, source, row, run)
 	except ReconnectNeeded as exc:
+		run["error"] = str(exc)
 		health.record_failure(queue, str(exc), reconnect=True)
 	except ChannelError as exc:
+		run["error"] = str(exc)
 		health.record_failure(queue, str(exc))
 	else:
 		health.record_success(queue)
 	frappe.db.commit()
-	return stored
 
 
-def _poll_folder(queue, source, row) -> int:
+def _poll_folder(queue, source, row, run: dict) -> None:
 	state = FolderState(
 		folder=row.folder_name,
 		uidvalidity=int(row.uidvalidity) if row.uidvalidity else None,
 		last_uid=int(row.last_uid or 0),
 	)
 	try:
-		run = source.fetch_new(row.folder_name, state, batch_size=BATCH_SIZE)
-		stored = 0
+		_catch_up_acks(queue, source, row, run)
+		fetch = source.fetch_new(row.folder_name, state, batch_size=BATCH_SIZE)
 		batch: list[tuple[int, bytes]] = []
-		for uid, raw in run:
+		for uid, raw in fetch:
 			batch.append((uid, raw))
 			if len(batch) >= BATCH_SIZE:
-				stored += _file_batch(queue, source, row, run.state.uidvalidity, batch)
+				_file_batch(queue, source, row, fetch.state.uidvalidity, batch, run)
 				batch = []
-		stored += _file_batch(queue, source, row, run.state.uidvalidity, batch)
-		return stored
+		_file_batch(queue, source, row, fetch.state.uidvalidity, batch, run)
 	except UIDValidityChanged as exc:
 		# The server renumbered the folder. Start over at UID 0 under the new
 		# UIDVALIDITY: Message-ID dedupe keeps already filed mail from being
@@ -122,29 +133,69 @@ def _poll_folder(queue, source, row) -> int:
 			).format(row.folder_name, exc.old, exc.new),
 		)
 		frappe.db.commit()
-		return 0
 
 
-def _file_batch(queue, source, row, uidvalidity: int, batch: list[tuple[int, bytes]]) -> int:
+def _file_batch(queue, source, row, uidvalidity: int, batch: list[tuple[int, bytes]], run: dict) -> None:
 	"""Store a FETCH batch and the folder state (commit), file it (commit per chunk), then ack."""
 	if not batch:
-		return 0
+		return
 	names = store_batch(queue=queue.name, folder=row.folder_name, uidvalidity=uidvalidity, messages=batch)
 	_save_folder_state(row, uidvalidity, batch[-1][0])
 	frappe.db.commit()  # stored + state advanced together: rule 1 and 2
+	run["stored"] += sum(1 for _name, created in names if created)
+	health.record_success(queue)  # progress: a later error backs off from the first step
+	frappe.db.commit()
 	raws = {name: raw for (name, _created), (_uid, raw) in zip(names, batch, strict=True)}
-	_process_in_chunks([(name, raws.pop(name, None)) for name, _created in names])
-	_ack(queue, source, row.folder_name, [uid for uid, _raw in batch])
-	return len(batch)
+	run["filed"] += _process_in_chunks([(name, raws.pop(name, None)) for name, _created in names])
+	_ack(queue, source, row.folder_name, [uid for uid, _raw in batch], uidvalidity)
+	_mark_acknowledged([name for name, _created in names])
+	run["acknowledged"] += len(batch)
 
 
-def _process_in_chunks(items: list[tuple[str, bytes | None]]) -> None:
+def _catch_up_acks(queue, source, row, run: dict) -> None:
+	"""Acknowledge what was stored but never acknowledged (a worker died between commit and ack)."""
+	if not row.uidvalidity:
+		return
+	while True:
+		pending = frappe.get_all(
+			INBOUND,
+			filters={
+				"email_queue": queue.name,
+				"folder": row.folder_name,
+				"uidvalidity": str(row.uidvalidity),
+				"acknowledged": 0,
+				"uid": (">", 0),
+			},
+			fields=["name", "uid"],
+			order_by="uid asc",
+			limit=ACK_CATCH_UP,
+		)
+		if not pending:
+			return
+		_ack(queue, source, row.folder_name, [p.uid for p in pending], int(row.uidvalidity))
+		_mark_acknowledged([p.name for p in pending])
+		run["acknowledged"] += len(pending)
+		if len(pending) < ACK_CATCH_UP:
+			return
+
+
+def _mark_acknowledged(names: list[str]) -> None:
+	if names:
+		frappe.db.set_value(INBOUND, {"name": ("in", names)}, "acknowledged", 1, update_modified=False)
+		frappe.db.commit()
+
+
+def _process_in_chunks(items: list[tuple[str, bytes | None]]) -> int:
+	"""File `items` in chunks, one commit each; returns how many this filer filed."""
+	filed = 0
 	for start in range(0, len(items), PROCESS_CHUNK):
 		try:
-			process_batch(items[start : start + PROCESS_CHUNK])
+			outcomes = process_batch(items[start : start + PROCESS_CHUNK])
 			frappe.db.commit()
+			filed += sum(1 for o in outcomes if o.status != "Received")
 		finally:
 			release_locks()
+	return filed
 
 
 def _save_folder_state(row, uidvalidity: int | None, last_uid: int) -> None:
@@ -154,12 +205,12 @@ def _save_folder_state(row, uidvalidity: int | None, last_uid: int) -> None:
 	row.update(values)
 
 
-def _ack(queue, source, folder: str, uids: list[int]) -> None:
+def _ack(queue, source, folder: str, uids: list[int], uidvalidity: int | None = None) -> None:
 	if not uids:
 		return
 	mode = ACK_MODES.get(queue.after_import or "Mark as seen", "seen")
 	if mode != "leave":
-		source.ack(folder, uids, mode, move_to=queue.move_to_folder)
+		source.ack(folder, uids, mode, move_to=queue.move_to_folder, uidvalidity=uidvalidity)
 
 
 def process_pending(limit: int = 500) -> int:
@@ -178,9 +229,9 @@ def _process_received(queue_name: str | None, limit: int = 500, older_than_minut
 	if older_than_minutes:
 		filters["creation"] = ("<", add_to_date(now_datetime(), minutes=-older_than_minutes))
 	names = frappe.get_all(INBOUND, filters=filters, pluck="name", order_by="creation", limit=limit)
+	frappe.db.commit()  # end this read's snapshot: the filer reads what is committed now
 	with settings.run_cache():
-		_process_in_chunks([(name, None) for name in names])
-	return len(names)
+		return _process_in_chunks([(name, None) for name in names])
 
 
 def _acquire_queue_lock(queue_name: str) -> bool:

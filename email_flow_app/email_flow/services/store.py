@@ -93,7 +93,7 @@ def store_batch(
 	now = now_datetime()
 	rows, files = [], []
 	for (uid, raw, key), name in zip(new, series, strict=True):
-		file_name, url = attachments.write_private_file(f"{name}.eml", raw, fsync=True)
+		file_name, url = attachments.write_private_file(f"{name}.eml", raw, fsync=True, reclaim_orphan=True)
 		files.append(attachments.file_row(file_name, url, raw, INBOUND, name))
 		rows.append(
 			{
@@ -236,7 +236,9 @@ def save_raw(inbound_name: str, raw: bytes) -> str:
 	An archive of what arrived, whatever its size: the attachment size limit
 	applies only when its parts become ticket Files.
 	"""
-	return attachments.save_private_file(f"{inbound_name}.eml", raw, INBOUND, inbound_name, fsync=True)
+	return attachments.save_private_file(
+		f"{inbound_name}.eml", raw, INBOUND, inbound_name, fsync=True, reclaim_orphan=True
+	)
 
 
 def load_raw(inbound_name: str, file_url: str | None = None) -> bytes:
@@ -251,3 +253,41 @@ def load_raw(inbound_name: str, file_url: str | None = None) -> bytes:
 	file_name = frappe.db.get_value("File", {"file_url": file_url, "attached_to_name": inbound_name})
 	content = frappe.get_doc("File", file_name).get_content()
 	return content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape")
+
+
+ORPHAN_MIN_AGE_HOURS = 24
+
+
+def sweep_orphan_raw_files(min_age_hours: float = ORPHAN_MIN_AGE_HOURS) -> list[str]:
+	"""Remove raw .eml files that no File row names (daily; a safety net behind reclaim_orphan).
+
+	A store that died before its commit leaves its raw files with no row; the
+	next store of the same names replaces them, but if the names went elsewhere
+	they would stay. Only files of the Inbound Email series, older than
+	`min_age_hours` (never one a running store may still commit).
+	"""
+	import time
+
+	prefix = (frappe.get_meta(INBOUND).autoname or "").rpartition(".")[0]
+	folder = get_files_path(is_private=1)
+	if not prefix or not os.path.isdir(folder):
+		return []
+	cutoff = time.time() - min_age_hours * 3600
+	candidates = [
+		entry.name
+		for entry in os.scandir(folder)
+		if entry.is_file()
+		and entry.name.startswith(prefix)
+		and entry.name.endswith(".eml")
+		and entry.stat().st_mtime < cutoff
+	]
+	removed = []
+	for start in range(0, len(candidates), 500):
+		part = candidates[start : start + 500]
+		urls = [f"/private/files/{name}" for name in part]
+		known = set(frappe.get_all("File", filters={"file_url": ("in", urls)}, pluck="file_url"))
+		for name, url in zip(part, urls, strict=True):
+			if url not in known:
+				os.unlink(os.path.join(folder, name))
+				removed.append(name)
+	return removed

@@ -169,13 +169,8 @@ def reply_to(original: EmailMessage, body: str, sender: tuple[str, str] = CUSTOM
 	return reply
 
 
-def run_worker(queue: str = "long", timeout: float = 300, kill_when=None) -> int:
-	"""Run a real RQ worker (`bench worker --burst`) for the test site.
-
-	`kill_when` is polled every 0.1 s; when it returns True the worker is
-	killed with SIGKILL (what an OOM killer or a deploy does). Returns the
-	worker's exit code (negative: killed by that signal).
-	"""
+def spawn_worker(queue: str = "long") -> subprocess.Popen:
+	"""Start a real RQ worker (`bench worker --burst`) for the test site; it exits when the queue is empty."""
 	command = [
 		sys.executable,
 		"-m",
@@ -188,10 +183,20 @@ def run_worker(queue: str = "long", timeout: float = 300, kill_when=None) -> int
 		queue,
 		"--burst",
 	]
-	log = open(os.path.join(frappe.local.site_path, "logs", "email_flow_test_worker.log"), "ab")
-	proc = subprocess.Popen(
-		command, cwd=frappe.local.sites_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-	)
+	with open(os.path.join(frappe.local.site_path, "logs", "email_flow_test_worker.log"), "ab") as log:
+		return subprocess.Popen(
+			command, cwd=frappe.local.sites_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+		)
+
+
+def run_worker(queue: str = "long", timeout: float = 300, kill_when=None) -> int:
+	"""Run a real RQ worker (`bench worker --burst`) for the test site.
+
+	`kill_when` is polled every 0.1 s; when it returns True the worker is
+	killed with SIGKILL (what an OOM killer or a deploy does). Returns the
+	worker's exit code (negative: killed by that signal).
+	"""
+	proc = spawn_worker(queue)
 	deadline = time.monotonic() + timeout
 	while proc.poll() is None:
 		if kill_when is not None and kill_when():
@@ -201,7 +206,6 @@ def run_worker(queue: str = "long", timeout: float = 300, kill_when=None) -> int
 			_kill_tree(proc)
 			raise TimeoutError(f"worker did not finish within {timeout}s")
 		time.sleep(0.1)
-	log.close()
 	return proc.returncode
 
 

@@ -17,6 +17,7 @@ class InboundEmail(Document):
 	if TYPE_CHECKING:
 		from frappe.types import DF
 
+		acknowledged: DF.Check
 		attempts: DF.Int
 		communication: DF.Link | None
 		dedupe_key: DF.Data | None
