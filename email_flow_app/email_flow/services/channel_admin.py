@@ -58,6 +58,9 @@ def sync_system_mail_account(channel) -> None:
 		"no_smtp_authentication": 1,
 		"awaiting_password": 0,
 		"always_use_account_email_id_as_sender": 1,
+		# Ticket replies carry no "Leave this conversation" footer: one click would
+		# silence a ticket. (Newsletters add their own, whatever the account says.)
+		"send_unsubscribe_message": 0,
 	}
 	if frappe.db.exists("Email Account", name):
 		account = frappe.get_doc("Email Account", name)

@@ -147,9 +147,26 @@ def thread_headers(message: bytes, ticket: str, channel, communication: str | No
 	_replace(msg, "Subject", f"Re: {base} {subject_tag(ticket)}" if base else f"Re: {subject_tag(ticket)}")
 	_replace(msg, "X-Email-Flow-Ticket", f"{ticket}; t={make_ticket_token(ticket, settings.token_secret())}")
 	_set_from(msg, channel)
+	# Frappe's composer puts the agent's own address in Reply-To: a mail client would
+	# send the customer's answer to the agent's mailbox instead of the ticket.
+	del msg["Reply-To"]
+	reply_to = _reply_address(ticket)
+	if reply_to and reply_to != (channel.from_address or "").lower():
+		msg["Reply-To"] = reply_to
 	if communication and own_id:
 		frappe.db.set_value("Communication", communication, "message_id", own_id, update_modified=False)
 	return msg.as_bytes()
+
+
+def _reply_address(ticket: str) -> str | None:
+	"""Where the customer's answer must go: the address of the ticket's queue."""
+	queue = frappe.db.get_value("Ticket", ticket, "email_queue")
+	if not queue:
+		return None
+	creation, address = frappe.db.get_value(
+		"Incoming Email Queue", queue, ["creation_address", "email_address"]
+	)
+	return (creation or address or "").strip().lower() or None
 
 
 def _thread_message_ids(ticket: str, exclude: str) -> list[str]:

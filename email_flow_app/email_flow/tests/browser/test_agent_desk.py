@@ -206,4 +206,12 @@ class TestPlainAgentWorksATicket(SiteTestCase):
 		self.assertEqual(len(sent), 1, [m.rcpt_tos for m in w.smtp.messages])
 		message = email.message_from_bytes(sent[0].data, policy=email.policy.default)
 		self.assertEqual(message["From"].addresses[0].addr_spec, w.address("support"))
-		self.assertIn("the invoice is corrected", message.get_body(("plain", "html")).get_content())
+		body = message.get_body(("plain", "html")).get_content()
+		self.assertIn("the invoice is corrected", body)
+		# The customer's mail client answers Reply-To (else From): never the agent's own mailbox,
+		# and one click in a footer must not silence the ticket.
+		reply_to = message.get("Reply-To")
+		self.assertTrue(reply_to is None or self.agent not in str(reply_to), reply_to)
+		self.assertNotIn(self.agent, str(message["From"]))
+		self.assertNotIn("Leave this conversation", body)
+		self.assertNotIn("unsubscribe", body.lower())
