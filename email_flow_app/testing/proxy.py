@@ -20,6 +20,8 @@ class TCPProxy:
 	closes every open connection now. ``latency`` (seconds, one way) delays
 	every chunk without limiting bandwidth, to emulate a distant server.
 	``refusing = True`` is a server outage: connections are closed at once.
+	``throttle`` (bytes per second, server→client; None: unlimited) slows a
+	transfer down so that a test can act in the middle of it.
 	``carried`` counts the bytes sent server→client so far.
 	"""
 
@@ -35,6 +37,7 @@ class TCPProxy:
 		self.cuts = 0
 		self.carried = 0
 		self.refusing = False
+		self.throttle: float | None = None
 
 	def __enter__(self) -> TCPProxy:
 		self.start()
@@ -109,6 +112,8 @@ class TCPProxy:
 				carried += len(data)
 				if downstream:
 					self.carried += len(data)
+					if self.throttle:
+						time.sleep(len(data) / self.throttle)
 		except OSError:
 			pass
 		with self._lock:

@@ -52,8 +52,7 @@ def identity(doc) -> dict:
 	"""What a stored secret is bound to, as the connection code would use it."""
 	address = doc.get("email_address") if _incoming(doc) else doc.get("from_address")
 	return {
-		"doctype": doc.doctype,
-		"name": doc.name,
+		"doctype": doc.doctype,  # not the name: a renamed record keeps its secrets
 		"channel_type": doc.get("channel_type") or "",
 		"host": (doc.get("host") or "").strip().lower(),
 		"port": effective_port(doc),

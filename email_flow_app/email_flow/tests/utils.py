@@ -257,8 +257,10 @@ def _cleanup(tag: str) -> None:
 	)
 	tickets = frappe.get_all("Ticket", filters={"email_queue": ("in", queues or [""])}, pluck="name")
 	inbound = frappe.get_all("Inbound Email", filters={"email_queue": ("in", queues or [""])}, pluck="name")
-	for file in frappe.get_all(
-		"File", filters={"attached_to_name": ("in", tickets + inbound or [""])}, pluck="name"
+	for file in (
+		frappe.get_all("File", filters={"attached_to_name": ("in", tickets + inbound)}, pluck="name")
+		if tickets + inbound
+		else []
 	):
 		frappe.delete_doc("File", file, force=True, ignore_permissions=True)  # from disk too
 	for doctype, field, names in (
