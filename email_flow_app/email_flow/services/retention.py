@@ -46,11 +46,25 @@ def guard_inbound_delete(doc) -> None:
 
 
 def protect_raw_file(doc, method: str | None = None) -> None:
-	"""File.on_trash (doc_events): a raw .eml of the archive cannot be deleted on its own."""
-	if doc.attached_to_doctype == "Inbound Email" and not _allowed():
+	"""File.on_trash (doc_events): what came by mail is not deleted by hand.
+
+	A raw .eml of the archive cannot be deleted on its own (by anyone). An
+	attachment a ticket got from the customer's mail is removed only by a
+	Support Manager; an agent may remove files they attached themselves.
+	"""
+	if _allowed():
+		return
+	if doc.attached_to_doctype == "Inbound Email":
 		raise frappe.PermissionError(
 			_("This file is the raw message of {0} and cannot be deleted.").format(doc.attached_to_name)
 		)
+	if doc.attached_to_doctype in ("Ticket", "Communication") and doc.owner != frappe.session.user:
+		from email_flow_app.email_flow.permissions import is_restricted_user
+
+		if is_restricted_user():
+			raise frappe.PermissionError(
+				_("Attachments that came with a customer's mail are kept. A Support Manager can remove them.")
+			)
 
 
 def apply_retention() -> int:

@@ -614,7 +614,19 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 				),
 			]
 		)
+		self.expect(
+			[
+				(
+					"delete an attachment that came by mail",
+					"DELETE",
+					res("File", self.attachment.name),
+					None,
+					{AGENT_OUT: 403, AGENT_IN: 403},
+				),
+			]
+		)
 		frappe.db.rollback()
+		self.assertTrue(frappe.db.exists("File", self.attachment.name))
 		queue_doc = frappe.get_doc("Incoming Email Queue", queue)
 		self.assertEqual(queue_doc.restrict_to_agents, 1)
 		self.assertEqual([a.user for a in queue_doc.assign_to], [self.emails[AGENT_IN]])

@@ -3,12 +3,15 @@
 from urllib.parse import quote
 
 import frappe
+from frappe.utils.password import update_password
 from playwright.sync_api import expect
 
 from email_flow_app.email_flow.tests.browser.harness import UIWorld
+from email_flow_app.email_flow.tests.test_permissions_and_forwarding import make_user
 from email_flow_app.email_flow.tests.utils import SiteTestCase
 
 RED, GREEN = "#e03131", "#2f9e44"
+AGENT_PASSWORD = "List-agent-pw-1!"
 
 
 class TestTicketListInTheBrowser(SiteTestCase):
@@ -40,7 +43,11 @@ class TestTicketListInTheBrowser(SiteTestCase):
 				).insert(ignore_permissions=True)
 				for box, queue in cls.queues.items()
 			]
+			# The list as a plain Support Agent sees it (no manager role).
+			cls.agent = make_user(f"ef-ui-list-agent-{cls.world.tag}@example.test", ["Support Agent"])
+			update_password(cls.agent, AGENT_PASSWORD)
 			frappe.db.commit()
+			cls.world.login(cls.agent, AGENT_PASSWORD)
 		except BaseException:
 			cls.world.stop()
 			raise
@@ -49,6 +56,8 @@ class TestTicketListInTheBrowser(SiteTestCase):
 	def tearDownClass(cls):
 		for ticket in getattr(cls, "tickets", []):
 			frappe.delete_doc("Ticket", ticket.name, force=True, ignore_permissions=True)
+		if getattr(cls, "agent", None):
+			frappe.delete_doc("User", cls.agent, force=True, ignore_permissions=True)
 		frappe.db.commit()
 		cls.world.stop()
 		super().tearDownClass()
