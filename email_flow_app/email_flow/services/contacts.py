@@ -1,9 +1,11 @@
 """The customer behind an address, as a Frappe Contact."""
 
+import re
 from collections.abc import Iterable
 
 import frappe
 from frappe.contacts.doctype.contact.contact import get_contact_name
+from frappe.utils import validate_email_address
 
 from email_flow_app.email_flow.services.settings import run_state
 
@@ -26,9 +28,32 @@ def prefetch(addresses: Iterable[str | None]) -> None:
 		known.setdefault(address, None)
 
 
+NAME_PART_MAX = 60  # first and last name: a Contact's full name stays within 140
+_NOT_IN_NAMES = re.compile(r"[<>\"\\\x00-\x1f\x7f]+")
+
+
+def usable_address(address: str | None) -> bool:
+	"""Frappe accepts it as an email address (Contact Email, Communication sender)."""
+	return bool(address) and bool(validate_email_address(address))
+
+
+def name_parts(full_name: str | None, address: str) -> tuple[str, str | None]:
+	"""(first, last) for a Contact: no <, >, quotes or control characters, cut to fit."""
+	cleaned = " ".join(_NOT_IN_NAMES.sub(" ", full_name or "").split())
+	first, _sep, last = cleaned.partition(" ")
+	first = (
+		first[:NAME_PART_MAX] or _NOT_IN_NAMES.sub("", address.split("@")[0])[:NAME_PART_MAX] or "Customer"
+	)
+	return first, (last[:NAME_PART_MAX].strip() or None)
+
+
 def ensure_contact(address: str | None, full_name: str | None) -> str | None:
-	"""The Contact with this email address; created with the sender's name when there is none."""
-	if not address:
+	"""The Contact with this email address; created with the sender's name when there is none.
+
+	None when Frappe would refuse the address (`usable_address`): the ticket keeps
+	the address as written, without a Contact.
+	"""
+	if not usable_address(address):
 		return None
 	known = run_state("contacts")
 	key = address.lower()
@@ -36,12 +61,12 @@ def ensure_contact(address: str | None, full_name: str | None) -> str | None:
 	if existing:
 		known[key] = existing
 		return existing
-	first_name, _sep, last_name = (full_name or "").strip().partition(" ")
+	first_name, last_name = name_parts(full_name, address)
 	contact = frappe.get_doc(
 		{
 			"doctype": "Contact",
-			"first_name": first_name or address.split("@")[0],
-			"last_name": last_name or None,
+			"first_name": first_name,
+			"last_name": last_name,
 			"email_ids": [{"email_id": address, "is_primary": 1}],
 		}
 	)

@@ -16,6 +16,7 @@ A failure of any step leaves the Inbound Email as Failed with its reason; it
 can be reprocessed from the Desk.
 """
 
+import datetime
 import hashlib
 import json
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class Outcome:
 	ticket: str | None = None
 	communication: str | None = None
 	thread_rule: str | None = None
+	processed: bool = True  # False: left as it was (filed before, or being filed by another worker)
 
 
 def process_inbound(name: str) -> Outcome:
@@ -100,11 +102,18 @@ def process_batch(items: list[tuple[str, bytes | None]]) -> list[Outcome]:
 				if not frappe.db.exists(INBOUND, name):
 					raise frappe.DoesNotExistError(f"{INBOUND} {name} not found")
 				# Claimed by another filer right now: it files it, we leave it alone.
-				outcomes.append(Outcome("Received", _("Being filed by another worker")))
+				outcomes.append(Outcome("Received", _("Being filed by another worker"), processed=False))
 				continue
 			if name not in parsed:
 				outcomes.append(
-					Outcome(row.status, row.reason, row.ticket, row.communication, row.thread_rule)
+					Outcome(
+						row.status,
+						row.reason,
+						row.ticket,
+						row.communication,
+						row.thread_rule,
+						processed=False,
+					)
 				)
 				continue
 			outcome = _process_one(row, parsed.pop(name))
@@ -199,7 +208,7 @@ def _process_one(inbound, msg: ParsedMessage | Exception) -> Outcome:
 	}
 	if msg is not None:
 		message_id = threads.normalize_message_id(msg.message_id)[:255] or None
-		values.update(subject=(msg.subject or "")[:255], sender=msg.from_address, message_id=message_id)
+		values.update(subject=msg.subject or "", sender=msg.from_address, message_id=message_id)
 		if message_id and outcome.status in FILED:
 			_filed_message_ids()[message_id] = (name, outcome.ticket)
 	_update(INBOUND, name, values)
@@ -368,14 +377,36 @@ def _is_past_reopen_window(facts: frappe._dict, queue: str) -> bool:
 	return get_datetime(facts.modified) < add_days(now_datetime(), -days)
 
 
+SUBJECT_MAX = 140  # a Ticket's title: longer subjects are cut (the Inbound Email keeps them whole)
+
+
+def ticket_subject(subject: str | None, limit: int | None = SUBJECT_MAX) -> str:
+	"""The subject as a title: "(no subject)" when nothing readable is left, cut to `limit` with an ellipsis."""
+	from frappe.utils import strip_html
+	from frappe.utils.html_utils import sanitize_html
+
+	text = " ".join((subject or "").split())
+	if "<" in text or ">" in text:
+		# What Frappe's XSS filter would leave of it (it empties e.g. a lone <div style=...>).
+		if not " ".join(strip_html(sanitize_html(text)).split()):
+			text = ""
+	if not text:
+		return _("(no subject)")
+	return text if limit is None or len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _create_ticket(msg: ParsedMessage, queue: str, inbound, follows_up_on: str | None = None) -> Outcome:
 	contact = contacts.ensure_contact(msg.from_address, msg.from_name)
 	ticket = frappe.get_doc(
 		{
 			"doctype": "Ticket",
-			"subject": (msg.subject or _("(no subject)"))[:255],
+			"subject": ticket_subject(msg.subject),
 			"raised_by": msg.from_address,
-			"customer_name": msg.from_name or None,
+			"customer_name": (
+				" ".join(contacts.name_parts(msg.from_name, msg.from_address or "-"))
+				if msg.from_name
+				else None
+			),
 			"contact": contact,
 			"email_queue": queue,
 			"status": "Open",
@@ -405,12 +436,48 @@ def _create_ticket(msg: ParsedMessage, queue: str, inbound, follows_up_on: str |
 	if sender in recent:
 		recent[sender] += 1
 	comm = _append(ticket, msg, None, new_ticket=True, saved=saved)
+	if msg.from_address and not contact:
+		_note(
+			ticket.name,
+			_("The sender address {0} is not one Frappe accepts, so no Contact was made for it.").format(
+				msg.from_address
+			),
+		)
 	routing.assign(ticket, queue)
 	row = routing.queue_settings(queue)
 	if row is None or row.send_acknowledgement:
 		acknowledge.schedule(ticket.name, msg, queue)
 	rule = "reopen window passed: follows up on " + follows_up_on if follows_up_on else "new"
 	return Outcome("Ticket Created", None, ticket.name, comm, rule)
+
+
+def communication_date(date) -> "datetime.datetime":
+	"""When the message was written, in the site's time zone (Frappe stores naive local times).
+
+	The received time when the Date header is missing, unparsable, naive, or more
+	than a day in the future (a sender's clock cannot reorder the timeline that far).
+	"""
+	from zoneinfo import ZoneInfo
+
+	from frappe.utils import get_system_timezone
+
+	now = now_datetime()
+	if date is None or date.tzinfo is None:
+		return now
+	local = date.astimezone(ZoneInfo(get_system_timezone())).replace(tzinfo=None)
+	return now if local > add_to_date(now, days=1) else local
+
+
+def _note(ticket: str, text: str) -> None:
+	frappe.get_doc(
+		{
+			"doctype": "Comment",
+			"comment_type": "Info",
+			"reference_doctype": "Ticket",
+			"reference_name": ticket,
+			"content": frappe.utils.escape_html(text),
+		}
+	).insert(ignore_permissions=True)
 
 
 def _body_html(msg: ParsedMessage, saved: dict[str, str]) -> str:
@@ -450,15 +517,17 @@ def _append(
 	html = _body_html(msg, saved)
 	message_id = threads.normalize_message_id(msg.message_id) or None
 	sender, recipients, cc = _addresses(msg)
+	# An address Frappe refuses is kept where the timeline shows it, as written; cut to the column.
+	shown_name = (msg.from_name or (None if contacts.usable_address(sender) else sender) or "")[:140] or None
 	values = {
 		"doctype": "Communication",
 		"communication_type": "Communication",
 		"communication_medium": "Email",
 		"sent_or_received": "Received",
 		"email_status": "Open",
-		"subject": msg.subject or _("(no subject)"),
-		"sender": sender,
-		"sender_full_name": msg.from_name or None,
+		"subject": ticket_subject(msg.subject, limit=None),
+		"sender": sender if contacts.usable_address(sender) else None,
+		"sender_full_name": shown_name,
 		"recipients": recipients,
 		"cc": cc,
 		"content": html,
@@ -469,7 +538,7 @@ def _append(
 		"reference_name": facts.name,
 		"reference_owner": facts.owner,  # Communication.validate_reference would read it
 		"has_attachment": 1 if saved else 0,
-		"communication_date": msg.date.replace(tzinfo=None) if msg.date else now_datetime(),
+		"communication_date": communication_date(msg.date),
 	}
 	fast = _fast_communication()
 	comm = fast(values) if fast is not None else frappe.get_doc(values)

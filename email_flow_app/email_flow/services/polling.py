@@ -192,7 +192,7 @@ def _process_in_chunks(items: list[tuple[str, bytes | None]]) -> int:
 		try:
 			outcomes = process_batch(items[start : start + PROCESS_CHUNK])
 			frappe.db.commit()
-			filed += sum(1 for o in outcomes if o.status != "Received")
+			filed += sum(1 for o in outcomes if o.processed)
 		finally:
 			release_locks()
 	return filed

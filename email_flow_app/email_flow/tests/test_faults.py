@@ -13,6 +13,7 @@ not acknowledged, no orphan raw file, and the queue healthy again.
 """
 
 import os
+import time
 
 import frappe
 from frappe.utils import add_to_date, get_files_path, now_datetime
@@ -184,10 +185,13 @@ class TestExactlyOnceUnderFaults(SiteTestCase):
 		frappe.db.commit()
 		enqueue_poll(self.queue.name)  # the job files this queue's Received rows first ...
 		frappe.db.commit()
+		waiting = self.rows(status="Received")
 		racing = spawn_worker()
+		while racing.poll() is None and self.rows(status="Received") == waiting:
+			time.sleep(0.02)  # ... and once it has begun, the next tick's sweep files old rows too
 		swept = 0
 		while racing.poll() is None:
-			swept += process_pending()  # ... while the next tick's sweep files old ones too
+			swept += process_pending()
 			frappe.db.commit()
 		self.assertEqual(racing.returncode, 0)
 		faults.append(("sweep and poll job on the same old rows", f"sweep filed {swept}"))

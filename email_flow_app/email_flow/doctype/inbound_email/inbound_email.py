@@ -30,7 +30,7 @@ class InboundEmail(Document):
 		received_at: DF.Datetime | None
 		sender: DF.Data | None
 		status: DF.Literal["Received", "Ticket Created", "Appended", "Filtered", "Failed"]
-		subject: DF.Data | None
+		subject: DF.SmallText | None
 		thread_rule: DF.Data | None
 		ticket: DF.Link | None
 		uid: DF.Int
