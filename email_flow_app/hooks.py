@@ -35,6 +35,8 @@ doc_events = {
 	"Communication": {
 		"after_insert": "email_flow_app.email_flow.services.replies.on_communication_insert",
 	},
+	# Replies on a Ticket leave at once (a worker job after the commit), not at the next flush.
+	"Email Queue": {"after_insert": "email_flow_app.email_flow.services.replies.send_ticket_mail_now"},
 	# A restricted queue's ticket is assigned or shared only with its agents.
 	"ToDo": {"validate": "email_flow_app.email_flow.permissions.check_assignment"},
 	"DocShare": {"validate": "email_flow_app.email_flow.permissions.check_assignment"},
@@ -54,6 +56,8 @@ permission_query_conditions = {
 }
 has_permission = {
 	"Ticket": "email_flow_app.email_flow.permissions.has_ticket_permission",
+	# Mail files (raw .eml, customers' attachments) are refused for delete before anything leaves the disk.
+	"File": "email_flow_app.email_flow.services.retention.file_has_permission",
 }
 # Agents pick queues in link fields without reading any queue setting.
 standard_queries = {

@@ -37,6 +37,12 @@ def usable_address(address: str | None) -> bool:
 	return bool(address) and bool(validate_email_address(address))
 
 
+def display_name(full_name: str | None, limit: int = 140) -> str | None:
+	"""A sender's display name as a Desk field shows it: no <, >, quotes or control characters, cut."""
+	cleaned = " ".join(_NOT_IN_NAMES.sub(" ", full_name or "").split())
+	return cleaned[:limit].strip() or None
+
+
 def name_parts(full_name: str | None, address: str) -> tuple[str, str | None]:
 	"""(first, last) for a Contact: no <, >, quotes or control characters, cut to fit."""
 	cleaned = " ".join(_NOT_IN_NAMES.sub(" ", full_name or "").split())

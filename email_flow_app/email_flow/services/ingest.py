@@ -78,6 +78,14 @@ def process_batch(items: list[tuple[str, bytes | None]]) -> list[Outcome]:
 	runs under its own savepoint: a failure leaves it Failed with its reason
 	and does not undo the others.
 	"""
+	_begin_filing_transaction()
+	try:
+		return _file_claimed(items)
+	finally:
+		_end_filing_transaction()
+
+
+def _file_claimed(items: list[tuple[str, bytes | None]]) -> list[Outcome]:
 	with settings.run_cache():
 		for key in BATCH_STATE:
 			settings.run_state(key).clear()  # batch lookups: never older than the batch
@@ -136,6 +144,34 @@ CLAIM_FIELDS = (
 )
 
 
+def _begin_filing_transaction() -> None:
+	"""Filing runs in a transaction of its own, at READ COMMITTED (MariaDB's default is REPEATABLE READ).
+
+	Another filer's committed ticket must be visible the moment its Message-ID
+	lock is released, not hidden by an older snapshot of this transaction; and
+	READ COMMITTED takes no gap locks, so filers working side by side do not
+	deadlock on the Message-ID index. (PostgreSQL reads committed data anyway.)
+	"""
+	if frappe.db.db_type == "mariadb":
+		if not getattr(frappe.local, "email_flow_isolation", None):
+			frappe.local.email_flow_isolation = frappe.db.sql("SELECT @@SESSION.tx_isolation")[0][0]
+		# For the transactions this session starts from now on (Frappe begins one right at commit).
+		frappe.db.sql("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+	frappe.db.commit()
+
+
+ISOLATION_LEVELS = ("READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
+
+
+def _end_filing_transaction() -> None:
+	"""The session's later transactions (after the caller's commit) are back at the level they had."""
+	previous = getattr(frappe.local, "email_flow_isolation", None)
+	frappe.local.email_flow_isolation = None
+	level = (previous or "").replace("-", " ").upper()
+	if frappe.db.db_type == "mariadb" and level in ISOLATION_LEVELS:
+		frappe.db.sql(f"SET SESSION TRANSACTION ISOLATION LEVEL {level}")
+
+
 def _claim(names: list[str]) -> dict[str, frappe._dict]:
 	"""Lock the batch's Inbound Email rows for this transaction; rows another filer holds are skipped.
 
@@ -160,23 +196,23 @@ def _claim(names: list[str]) -> dict[str, frappe._dict]:
 
 
 def _current_filed(message_ids: list[str], exclude: list[str]) -> list[tuple[str, str, str]]:
-	"""(message_id, Inbound Email, Ticket) of filed rows, as committed now (a locking read).
+	"""(message_id, Inbound Email, Ticket) of filed rows, as committed now.
 
-	Called with the Message-ID locks held: whoever filed these ids before has
-	committed, and a plain read could still show this transaction's older
-	snapshot. Rows other filers hold are skipped (they are not filed yet).
+	Called with the Message-ID locks held, in the filing transaction (READ
+	COMMITTED): whoever filed these ids before has committed, and this read sees it.
 	"""
 	if not message_ids:
 		return []
-	share = "LOCK IN SHARE MODE" if frappe.db.db_type == "mariadb" else "FOR SHARE"
-	values = (*message_ids, *FILED, *(exclude or [""]))
-	return frappe.db.sql(
-		f"SELECT `message_id`, `name`, `ticket` FROM `tab{INBOUND}` "
-		f"WHERE `message_id` IN ({', '.join(['%s'] * len(message_ids))}) "
-		f"AND `status` IN ({', '.join(['%s'] * len(FILED))}) "
-		f"AND `name` NOT IN ({', '.join(['%s'] * len(exclude or ['']))}) "
-		f"ORDER BY `modified` DESC {share} SKIP LOCKED",
-		values,
+	return frappe.get_all(
+		INBOUND,
+		filters={
+			"message_id": ("in", message_ids),
+			"status": ("in", FILED),
+			"name": ("not in", exclude or [""]),
+		},
+		fields=["message_id", "name", "ticket"],
+		order_by="modified desc",
+		as_list=True,
 	)
 
 
@@ -188,6 +224,8 @@ def _process_one(inbound, msg: ParsedMessage | Exception) -> Outcome:
 		if isinstance(msg, Exception):
 			raise msg
 		outcome = _process(inbound, msg)
+	except frappe.QueryDeadlockError:
+		raise  # the database rolled the whole chunk back: the caller files it again
 	except Exception as exc:
 		frappe.db.rollback(save_point="email_flow_inbound")
 		store.restore_series(series)  # the rolled back ticket's number is free again
@@ -402,11 +440,7 @@ def _create_ticket(msg: ParsedMessage, queue: str, inbound, follows_up_on: str |
 			"doctype": "Ticket",
 			"subject": ticket_subject(msg.subject),
 			"raised_by": msg.from_address,
-			"customer_name": (
-				" ".join(contacts.name_parts(msg.from_name, msg.from_address or "-"))
-				if msg.from_name
-				else None
-			),
+			"customer_name": contacts.display_name(msg.from_name),
 			"contact": contact,
 			"email_queue": queue,
 			"status": "Open",

@@ -31,6 +31,7 @@ POLLED_TYPES = ("IMAP", "Office 365", "Google")
 BATCH_SIZE = 100  # messages per UID FETCH, stored in one transaction
 PROCESS_CHUNK = 20  # messages filed per commit
 ACK_MODES = {"Mark as seen": "seen", "Move to folder": "move", "Leave on server": "leave"}
+DEADLOCK_RETRIES = 3
 ACK_CATCH_UP = 1000  # stored-but-unacknowledged messages acknowledged per statement
 
 
@@ -186,15 +187,26 @@ def _mark_acknowledged(names: list[str]) -> None:
 
 
 def _process_in_chunks(items: list[tuple[str, bytes | None]]) -> int:
-	"""File `items` in chunks, one commit each; returns how many this filer filed."""
+	"""File `items` in chunks, one commit each; returns how many this filer filed.
+
+	A chunk the database rolls back as a deadlock victim is filed again (its rows
+	are still Received), a few times before the error is let through.
+	"""
 	filed = 0
 	for start in range(0, len(items), PROCESS_CHUNK):
-		try:
-			outcomes = process_batch(items[start : start + PROCESS_CHUNK])
-			frappe.db.commit()
-			filed += sum(1 for o in outcomes if o.processed)
-		finally:
-			release_locks()
+		chunk = items[start : start + PROCESS_CHUNK]
+		for attempt in range(DEADLOCK_RETRIES):
+			try:
+				outcomes = process_batch(chunk)
+				frappe.db.commit()
+				filed += sum(1 for o in outcomes if o.processed)
+				break
+			except frappe.QueryDeadlockError:
+				frappe.db.rollback()
+				if attempt == DEADLOCK_RETRIES - 1:
+					raise
+			finally:
+				release_locks()
 	return filed
 
 

@@ -15,3 +15,24 @@ def on_communication_insert(doc, method=None) -> None:
 	status = frappe.db.get_value("Ticket", doc.reference_name, "status")
 	if status in AGENT_REPLY_SETS:
 		frappe.db.set_value("Ticket", doc.reference_name, "status", "Replied")
+
+
+def send_ticket_mail_now(doc, method=None) -> None:
+	"""Email Queue after_insert: a reply on a Ticket leaves right after the commit, not at the next flush.
+
+	It is queued for a worker once the request commits; Frappe's Email Queue keeps
+	its retries (a failed send stays Not Sent and the scheduler's flush tries again).
+	"""
+	if doc.reference_doctype != "Ticket" or doc.status != "Not Sent" or doc.send_after:
+		return
+	frappe.enqueue(
+		"email_flow_app.email_flow.services.replies.send_queued_mail",
+		queue="short",
+		email_queue=doc.name,
+		enqueue_after_commit=True,
+	)
+
+
+def send_queued_mail(email_queue: str) -> None:
+	if frappe.db.get_value("Email Queue", email_queue, "status") == "Not Sent":
+		frappe.get_doc("Email Queue", email_queue).send()

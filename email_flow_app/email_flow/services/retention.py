@@ -45,26 +45,38 @@ def guard_inbound_delete(doc) -> None:
 		)
 
 
-def protect_raw_file(doc, method: str | None = None) -> None:
-	"""File.on_trash (doc_events): what came by mail is not deleted by hand.
+def mail_file_refusal(doc, user: str | None = None) -> str | None:
+	"""Why `user` may not delete this File, when it is mail: a raw .eml, or an attachment from a customer.
 
-	A raw .eml of the archive cannot be deleted on its own (by anyone). An
-	attachment a ticket got from the customer's mail is removed only by a
+	A raw .eml of the archive is deleted by nobody (only the retention rule).
+	An attachment a ticket got from the customer's mail is removed only by a
 	Support Manager; an agent may remove files they attached themselves.
 	"""
 	if _allowed():
-		return
+		return None
 	if doc.attached_to_doctype == "Inbound Email":
-		raise frappe.PermissionError(
-			_("This file is the raw message of {0} and cannot be deleted.").format(doc.attached_to_name)
-		)
-	if doc.attached_to_doctype in ("Ticket", "Communication") and doc.owner != frappe.session.user:
+		return _("This file is the raw message of {0} and cannot be deleted.").format(doc.attached_to_name)
+	user = user or frappe.session.user
+	if doc.attached_to_doctype in ("Ticket", "Communication") and doc.owner != user:
 		from email_flow_app.email_flow.permissions import is_restricted_user
 
-		if is_restricted_user():
-			raise frappe.PermissionError(
-				_("Attachments that came with a customer's mail are kept. A Support Manager can remove them.")
+		if is_restricted_user(user):
+			return _(
+				"Attachments that came with a customer's mail are kept. A Support Manager can remove them."
 			)
+	return None
+
+
+def file_has_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
+	"""File has_permission hook: refuse "delete" of mail files before Frappe removes anything from disk."""
+	return ptype != "delete" or mail_file_refusal(doc, user) is None
+
+
+def protect_raw_file(doc, method: str | None = None) -> None:
+	"""File.on_trash (doc_events): the same rule for deletes that skip the permission check."""
+	reason = mail_file_refusal(doc)
+	if reason:
+		raise frappe.PermissionError(reason)
 
 
 def apply_retention() -> int:

@@ -91,7 +91,7 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 			{
 				"attached_to_doctype": "Ticket",
 				"attached_to_name": cls.hidden_ticket,
-				"file_name": "salaries.pdf",
+				"file_name": ("like", "salaries%.pdf"),
 			},
 			["name", "file_url"],
 			as_dict=True,

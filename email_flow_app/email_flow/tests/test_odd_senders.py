@@ -29,6 +29,7 @@ class TestOddSendersBecomeTickets(MailWorldTestCase):
 			"underscore domain": ("mporcile@server_mail.it", "Printer question 3"),
 			"angle brackets in name": ('"Jane Doe <Sales>" <jane@cust.test>', "Printer question 4"),
 			"very long name": (f'"{long_name}" <anna@cust.test>', "Printer question 5"),
+			"one-word name": ("Solo <solo@cust.test>", "Printer question 6"),
 			"subject emptied by the sanitizer": (
 				"emptied@cust.test",
 				"<DIV STYLE=\"width: expression(alert('XSS'));\">",
@@ -72,6 +73,7 @@ class TestOddSendersBecomeTickets(MailWorldTestCase):
 		anna = tickets["anna@cust.test"]
 		self.assertTrue(anna.contact)
 		self.assertLessEqual(len(frappe.get_doc("Contact", anna.contact).full_name or ""), 140)
+		self.assertEqual(tickets["solo@cust.test"].customer_name, "Solo")
 		# Subjects: empty after cleaning becomes "(no subject)"; too long is cut with an ellipsis.
 		self.assertEqual(tickets["emptied@cust.test"].subject, "(no subject)")
 		cut = tickets["long-subject@cust.test"].subject
