@@ -71,7 +71,9 @@ def process_inbound(name: str) -> Outcome:
 def process_batch(items: list[tuple[str, bytes | None]]) -> list[Outcome]:
 	"""Process Inbound Emails in order, each with its raw message if the caller holds it.
 
-	The caller commits (and then calls :func:`release_locks`). What every
+	Filing runs in a transaction of its own: what the caller had open is
+	committed first (see `_begin_filing_transaction`). The caller commits the
+	filing (and then calls :func:`release_locks`). What every
 	message of the batch needs from the database is read once: the records,
 	the Message-ID locks and duplicates, thread evidence, Contacts, rate-cap
 	counts; site settings once per run (`settings.run_cache`). Each message
