@@ -181,7 +181,7 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 				(
 					"Inbound Email list",
 					"GET",
-					res("Inbound Email"),
+					res("Inbound Email") + "?limit_page_length=0",
 					None,
 					{
 						WEBSITE: 403,
