@@ -15,12 +15,14 @@ from frappe.utils.password import get_decrypted_password
 from email_flow_app.email_flow.services import connect, settings
 from email_flow_app.email_flow.services.polling import poll_queue
 from email_flow_app.email_flow.tests.browser.harness import UIWorld
+from email_flow_app.email_flow.tests.test_permissions_and_forwarding import make_user
 
 try:  # Frappe v16+
 	from frappe.tests import IntegrationTestCase as SiteTestCase
 except ImportError:  # Frappe v15
 	from frappe.tests.utils import FrappeTestCase as SiteTestCase
 
+AGENT_PASSWORD = "Connect-agent-pw-1!"
 O365_PASSWORD = "unused-for-oauth"
 GOOGLE_APP_PASSWORD = "abcdefghijklmnop"  # Google shows it as "abcd efgh ijkl mnop"
 QUEUE = "Incoming Email Queue"
@@ -48,6 +50,43 @@ class TestConnectInboxInTheBrowser(SiteTestCase):
 	def tearDownClass(cls):
 		cls.world.stop()
 		super().tearDownClass()
+
+	def test_a_plain_agent_gets_no_connect_inbox_and_cannot_call_it(self):
+		"""Connecting inboxes is a manager's job: an agent's Desk offers nothing, its API refuses."""
+		w = self.world
+		agent = make_user(f"ef-ui-connect-agent-{w.tag}@example.test", ["Support Agent"])
+		from frappe.utils.password import update_password
+
+		update_password(agent, AGENT_PASSWORD)
+		frappe.db.commit()
+		try:
+			w.login(agent, AGENT_PASSWORD)
+			w.goto("/app/ticket")
+			w.page.evaluate("() => frappe.set_route('List', 'Incoming Email Queue')")
+			w.page.wait_for_timeout(1500)  # the route and the list's own scripts (the button) have run
+			self.assertEqual(w.page.locator(".ef-connect-inbox:visible").count(), 0)
+			w.shot("06-agent-no-connect-inbox")
+			statuses = w.page.evaluate(
+				"""async (address) => {
+					const post = (method, args) => fetch(`/api/method/email_flow_app.email_flow.api_connect.${method}`, {
+						method: "POST",
+						headers: {"Content-Type": "application/json", "X-Frappe-CSRF-Token": frappe.csrf_token},
+						body: JSON.stringify(args),
+					}).then((r) => r.status);
+					return [
+						await post("connect_forwarding", {creation_address: address}),
+						await post("connect_custom", {values: {address: address, imap_host: "127.0.0.1"}}),
+					];
+				}""",
+				w.address("agent-made"),
+			)
+			self.assertEqual(statuses, [403, 403])
+			frappe.db.rollback()
+			self.assertFalse(frappe.db.exists(QUEUE, {"email_address": w.address("agent-made")}))
+		finally:
+			w.login()  # the other tests are the manager's
+			frappe.delete_doc("User", agent, force=True, ignore_permissions=True)
+			frappe.db.commit()
 
 	# -- steps ---------------------------------------------------------------------------
 
@@ -87,7 +126,9 @@ class TestConnectInboxInTheBrowser(SiteTestCase):
 		field.fill(value)
 		field.press("Tab")
 		self.world.page.wait_for_function(
-			"([name, value]) => window.cur_dialog && cur_dialog.get_value(name) === value",
+			# Any open dialog: `cur_dialog` may still name the "Connect inbox" chooser behind this one.
+			"([name, value]) => [...(frappe.ui.open_dialogs || []), window.cur_dialog].some("
+			"(d) => d && d.fields_dict && d.fields_dict[name] && d.get_value(name) === value)",
 			arg=[fieldname, value],
 		)
 
