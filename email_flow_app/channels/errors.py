@@ -82,12 +82,12 @@ class UIDValidityChanged(ChannelError):
 		self.new = new
 
 
-_FORBIDDEN_IN_SETTINGS = ("\r", "\n", "\0", " ", "\t")
+FORBIDDEN_IN_SETTINGS = ("\r", "\n", "\0", " ", "\t")
 
 
 def check_setting(label: str, value: str | None) -> None:
 	"""Host names and user names go into protocol lines: refuse line breaks, NUL and spaces."""
-	if value and any(ch in value for ch in _FORBIDDEN_IN_SETTINGS):
+	if value and any(ch in value for ch in FORBIDDEN_IN_SETTINGS):
 		raise PermanentError(f"The {label} must not contain spaces, tabs, line breaks or NUL characters")
 
 

@@ -4,7 +4,7 @@ import frappe
 from frappe import _
 from frappe.utils.password import get_decrypted_password
 
-from email_flow_app.channels.forwarding import ForwardRejected, accept_forwarded, check_secret
+from email_flow_app.channels.forwarding import ForwardRejected, accept_forwarded
 from email_flow_app.email_flow.services import settings
 from email_flow_app.email_flow.services.ingest import process_inbound, release_locks
 from email_flow_app.email_flow.services.store import forwarded_key, store_inbound
@@ -41,16 +41,8 @@ def receive_forwarded(queue: str | None = None) -> dict:
 		expected = get_decrypted_password(
 			"Incoming Email Queue", row.name, "forwarding_secret", raise_exception=False
 		)
-	try:
-		check_secret(request.headers.get(SECRET_HEADER) or "", expected)
-	except ForwardRejected as exc:
-		_count_failed_secret()
-		return _refuse(exc.http_status, exc.reason)
 	max_bytes = max(settings.get_int("max_attachment_size_mb", 25), 1) * 2 * 1024 * 1024
 	body = request.get_data(cache=True)
-	if request.content_length is None and len(body) >= (request.max_content_length or max_bytes + 1):
-		# A chunked body as long as the request cap was cut by it: refuse it, never store part of a mail.
-		return _refuse(413, _("The message is larger than this site accepts; nothing was stored"))
 	try:
 		raw = accept_forwarded(
 			body,
@@ -61,7 +53,12 @@ def receive_forwarded(queue: str | None = None) -> dict:
 			declared_length=request.content_length,
 		)
 	except ForwardRejected as exc:
+		if exc.http_status == 403:
+			_count_failed_secret()
 		return _refuse(exc.http_status, exc.reason)
+	if request.content_length is None and len(body) >= (request.max_content_length or max_bytes + 1):
+		# A chunked body as long as the request cap was cut by it: refuse it, never store part of a mail.
+		return _refuse(413, _("The message is larger than this site accepts; nothing was stored"))
 	name, created = store_inbound(queue=row.name, raw=raw, key=forwarded_key(row.name, raw))
 	frappe.db.commit()  # kept before it is parsed (rule 1)
 	outcome = process_inbound(name)

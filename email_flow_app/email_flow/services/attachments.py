@@ -76,7 +76,7 @@ def write_private_file(
 
 
 def _file_row_exists(file_url: str) -> bool:
-	return bool(frappe.db.sql("SELECT 1 FROM `tabFile` WHERE `file_url` = %s LIMIT 1", (file_url,)))
+	return bool(frappe.db.exists("File", {"file_url": file_url}))
 
 
 def file_row(file_name: str, file_url: str, content: bytes, doctype: str, name: str) -> dict:

@@ -21,12 +21,12 @@ import frappe
 from frappe import _
 from frappe.utils.password import (
 	get_decrypted_password,
-	get_encryption_key,
 	remove_encrypted_password,
 	set_encrypted_password,
 )
 
-from email_flow_app.channels.errors import ReconnectNeeded
+from email_flow_app.channels.errors import FORBIDDEN_IN_SETTINGS, ReconnectNeeded
+from email_flow_app.email_flow.services import settings
 
 BINDING_FIELD = "email_flow_credential_binding"
 TOKEN_CACHE_FIELD = "oauth_token_cache"
@@ -67,7 +67,7 @@ def identity(doc) -> dict:
 
 
 def _fingerprint(doc) -> str:
-	key = hmac.new(get_encryption_key().encode(), BINDING_CONTEXT, hashlib.sha256).digest()
+	key = settings.derived_key(BINDING_CONTEXT)
 	payload = json.dumps(identity(doc), sort_keys=True).encode()
 	return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
@@ -106,7 +106,7 @@ def on_validate(doc) -> None:
 	"""Controller hook (validate): refuse unsafe values, erase secrets orphaned by a server change."""
 	for fieldname in ("host", "username", "email_address", "from_address"):
 		value = doc.get(fieldname) or ""
-		if any(ch in value for ch in ("\r", "\n", "\0", " ", "\t")):
+		if any(ch in value for ch in FORBIDDEN_IN_SETTINGS):
 			frappe.throw(
 				_("{0} must not contain spaces, tabs or line breaks.").format(
 					_(doc.meta.get_label(fieldname))

@@ -554,7 +554,8 @@ def _append(
 	message_id = threads.normalize_message_id(msg.message_id) or None
 	sender, recipients, cc = _addresses(msg)
 	# An address Frappe refuses is kept where the timeline shows it, as written; cut to the column.
-	shown_name = (msg.from_name or (None if contacts.usable_address(sender) else sender) or "")[:140] or None
+	usable = contacts.usable_address(sender)
+	shown_name = (msg.from_name or (None if usable else sender) or "")[:140] or None
 	values = {
 		"doctype": "Communication",
 		"communication_type": "Communication",
@@ -562,7 +563,7 @@ def _append(
 		"sent_or_received": "Received",
 		"email_status": "Open",
 		"subject": ticket_subject(msg.subject, limit=None),
-		"sender": sender if contacts.usable_address(sender) else None,
+		"sender": sender if usable else None,
 		"sender_full_name": shown_name,
 		"recipients": recipients,
 		"cc": cc,

@@ -241,7 +241,6 @@ def _process_received(queue_name: str | None, limit: int = 500, older_than_minut
 	if older_than_minutes:
 		filters["creation"] = ("<", add_to_date(now_datetime(), minutes=-older_than_minutes))
 	names = frappe.get_all(INBOUND, filters=filters, pluck="name", order_by="creation", limit=limit)
-	frappe.db.commit()  # end this read's snapshot: the filer reads what is committed now
 	with settings.run_cache():
 		return _process_in_chunks([(name, None) for name in names])
 

@@ -57,7 +57,12 @@ def token_secret() -> bytes:
 	Derived (not stored) so that it is per-site, never shown in the Desk and
 	survives a restore of the site with its site_config.
 	"""
-	return hmac.new(get_encryption_key().encode(), TOKEN_CONTEXT, hashlib.sha256).digest()
+	return derived_key(TOKEN_CONTEXT)
+
+
+def derived_key(context: bytes) -> bytes:
+	"""A per-purpose HMAC key derived from the site's encryption key (never stored)."""
+	return hmac.new(get_encryption_key().encode(), context, hashlib.sha256).digest()
 
 
 def blocked_addresses() -> set[str]:

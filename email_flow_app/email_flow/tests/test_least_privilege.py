@@ -153,6 +153,12 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 					failures.append(f"{label} as {who}: {response.status_code} {response.text[:200]}")
 		self.assertEqual(failures, [], "\n".join(failures))
 
+	def run_test_connection(self, data: dict) -> requests.Response:
+		"""The form's "Test connection" as a Support Manager (run_doc_method, saved or unsaved document)."""
+		return self.call(
+			MANAGER, "POST", method("run_doc_method"), data={**data, "method": "test_connection"}
+		)
+
 	def _drop(self, doctype: str, name: str) -> None:
 		frappe.db.rollback()
 		frappe.delete_doc(doctype, name, force=True, ignore_permissions=True)
@@ -781,12 +787,7 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 			)
 			self.assertEqual(changed.status_code, 200, changed.text[:300])
 			self.assertEqual(self.data(changed)["status"], "Reconnect needed")
-			tested = self.call(
-				MANAGER,
-				"POST",
-				method("run_doc_method"),
-				data={"dt": "Outgoing Channel", "dn": channel.name, "method": "test_connection"},
-			)
+			tested = self.run_test_connection({"dt": "Outgoing Channel", "dn": channel.name})
 			self.assertEqual(tested.status_code, 200, tested.text[:300])
 			self.assertFalse(self.message(tested)["ok"])
 			# A direct send as well (the path system mail takes).
@@ -825,12 +826,7 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 		with RecordingIMAPServer() as attacker:
 			# The form's "Test connection" on an unsaved change (the document comes from the browser).
 			unsaved = {**queue.as_dict(), "port": attacker.port, "security": "Plain", "password": "*" * 10}
-			tested = self.call(
-				MANAGER,
-				"POST",
-				method("run_doc_method"),
-				data={"docs": json.dumps(unsaved, default=str), "method": "test_connection"},
-			)
+			tested = self.run_test_connection({"docs": json.dumps(unsaved, default=str)})
 			self.assertEqual(tested.status_code, 200, tested.text[:300])
 			self.assertFalse(self.message(tested)["ok"])
 			saved = self.call(
@@ -874,12 +870,7 @@ class TestLeastPrivilegeOverHTTP(SiteTestCase):
 			json={"host": "127.0.0.1", "port": db_port, "security": "Plain", "password": "typed-again"},
 		)
 		self.assertEqual(changed.status_code, 200, changed.text[:300])
-		tested = self.call(
-			MANAGER,
-			"POST",
-			method("run_doc_method"),
-			data={"dt": "Incoming Email Queue", "dn": queue.name, "method": "test_connection"},
-		)
+		tested = self.run_test_connection({"dt": "Incoming Email Queue", "dn": queue.name})
 		result = self.message(tested)
 		self.assertFalse(result["ok"])
 		self.assertIn("did not answer as an IMAP server", result["message"])
