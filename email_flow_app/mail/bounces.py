@@ -17,6 +17,18 @@ import re
 from email_flow_app.mail.headers import decode_bytes, fix_8bit, unfold
 from email_flow_app.mail.types import Bounce
 
+#: Bounce subjects of non-English mail systems (Exchange, Notes, Exim and others, localised).
+_FOREIGN_SUBJECTS = (
+	r"non remis|non distribu|remise impossible|[ée]chec de (la )?(remise|distribution|livraison)|"
+	r"message non d[ée]livr|nicht zustellbar|unzustellbar|nicht zugestellt|zustellung fehlgeschlagen|"
+	r"unzustellbare|no entregado|no se (pudo|puede) entregar|error de entrega|no entregable|"
+	r"non recapitabil|mancato recapito|impossibile recapitare|consegna non riuscita|"
+	r"n[ãa]o entregue|n[ãa]o (foi poss[íi]vel )?entreg|falha na entrega|onbestelbaar|niet bezorgd|"
+	r"kon niet worden bezorgd|ej levererat|kunde inte levereras|olevererbar|ikke levert|"
+	r"kan ikke leveres|nie dostarczon|niedostarczon|nedoru[čc]iteln|kézbesíthetetlen|"
+	r"недоставлен|не доставлен|не удалось доставить|ulaştırılamadı|iletilemedi|"
+	r"配信不能|送信できません|无法投递|退信|未能送达|傳送失敗"
+)
 _MAILER_LOCALS = re.compile(
 	r"^(mailer-daemon|mailer_daemon|mailerdaemon|maildaemon|mail-daemon|postmaster|mdaemon|"
 	r"mail\.?delivery.*|mail-delivery.*|mailerdaemon.*|bounce[sd]?|nobody|mail_daemon)$",
@@ -29,7 +41,14 @@ _BOUNCE_SUBJECT = re.compile(
 	r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem|report)|"
 	r"mail delivery failed|returned mail|failure notice|could not (be )?deliver|non.?deliver|"
 	r"delivery notification|mail system error|message not delivered|warning: could not send|"
-	r"delayed mail|delivery delayed|rejected|nicht zustellbar|unzustellbar|non remis|no entregado",
+	r"delayed mail|delivery delayed|rejected|" + _FOREIGN_SUBJECTS,
+	re.IGNORECASE,
+)
+#: A bounce phrase an MTA appended to the returned message's subject ("RE: Hello : non remis
+#: (delivery failed)"): such a subject keeps its sender's reply prefix and is still a bounce.
+_BOUNCE_SUFFIX = re.compile(
+	r"[:(\-]\s*(" + _FOREIGN_SUBJECTS + r"|undeliverable|undelivered|delivery failed|delivery failure|"
+	r"returned mail|non.?delivery)\b[^:]{0,40}$",
 	re.IGNORECASE,
 )
 _REPLY_PREFIX = re.compile(r"^\s*(re|fw|fwd|aw|wg|sv|vs|tr|antw)\s*(\[\d+\])?\s*:", re.IGNORECASE)
@@ -59,7 +78,11 @@ _MTA_WORDING = re.compile(
 	r"could not be delivered|delivery (to the following|has failed)|did not reach|following (recipient|address)|"
 	r"permanent (fatal )?error|user unknown|unknown user|no such user|mailbox (unavailable|not found|full)|"
 	r"\b5\.\d\.\d{1,3}\b|\b55\d\b|returned to (the )?sender|undeliverable|non-delivery|smtp|"
-	r"automatically generated|mail delivery|relay|not delivered|address rejected|recipient rejected",
+	r"automatically generated|mail delivery|relay|not delivered|address rejected|recipient rejected|"
+	r"n'a pas pu [êe]tre (d[ée]livr|remis|distribu|transmis)|impossible de (remettre|livrer|distribuer)|"
+	r"konnte nicht (zugestellt|ausgeliefert)|unzustellbar|no se (pudo|ha podido) entregar|"
+	r"non (è|e') stato (possibile )?(recapitat|consegnat)|n[ãa]o p[ôo]de ser entregue|"
+	r"kon niet worden (bezorgd|afgeleverd)|kunde inte levereras|не (может быть|удалось) доставить",
 	re.IGNORECASE,
 )
 _FAILURE_LINE = re.compile(
@@ -205,6 +228,21 @@ def text_failures(text: str, sender_address: str, own_domains: frozenset[str] = 
 	return list(found.values())
 
 
+def _has_bounce_suffix(subject: str) -> bool:
+	"""True for "RE: <their subject> : non remis (delivery failed)": a bounce phrase after the text.
+
+	Not for "Re: Undelivered Mail ...", a person answering a bounce.
+	"""
+	rest = subject or ""
+	while match := _REPLY_PREFIX.match(rest):
+		rest = rest[match.end() :]
+	rest = rest.strip()
+	if not rest or _BOUNCE_SUBJECT.match(rest):
+		return False
+	found = _BOUNCE_SUFFIX.search(rest)
+	return bool(found) and found.start() > 0
+
+
 def detect_bounce(
 	root: email.message.Message,
 	*,
@@ -227,7 +265,7 @@ def detect_bounce(
 			return failures
 		if successes:
 			return None  # a report of successful deliveries only
-	if _REPLY_PREFIX.match(subject or ""):
+	if _REPLY_PREFIX.match(subject or "") and not _has_bounce_suffix(subject):
 		return None
 	mailer = mailer or dsn is not None or root.get_content_type() == "multipart/report"
 	failures = text_failures(text, sender_address)
@@ -236,7 +274,9 @@ def detect_bounce(
 			if part.get_content_type() == "text/plain" and part is not root:
 				raw = part.get_payload(decode=True)
 				if isinstance(raw, bytes):
-					failures = text_failures(decode_bytes(raw, part.get_content_charset()), sender_address)
+					head = raw[:200_000]  # a report is short: never decode a huge body twice
+					del raw
+					failures = text_failures(decode_bytes(head, part.get_content_charset()), sender_address)
 				if failures:
 					break
 	if mailer:

@@ -74,8 +74,30 @@ def decode_bytes(data: bytes, charset: str | None, defects: list[str] | None = N
 	return data.decode("cp1252", errors="replace")
 
 
-def fix_8bit(value: str, defects: list[str] | None = None, where: str = "") -> str:
-	"""Turn surrogate-escaped raw 8-bit header bytes into text (UTF-8, else cp1252)."""
+def guess_charset(data: bytes) -> str | None:
+	"""The charset chardet (which Frappe ships) reads in ``data``, or None when unsure or absent."""
+	try:
+		import chardet
+	except ImportError:
+		return None
+	try:
+		found = chardet.detect(data)
+	except Exception:
+		return None
+	codec = _codec(found.get("encoding"))
+	if codec is None or codec == "ascii" or (found.get("confidence") or 0) < 0.5:
+		return None
+	return codec
+
+
+def fix_8bit(value: str, defects: list[str] | None = None, where: str = "", charset: str | None = None) -> str:
+	"""Turn surrogate-escaped raw 8-bit header bytes (not RFC 2047 words) into text.
+
+	Order: UTF-8 when the bytes are valid UTF-8 (an 8-bit legacy text almost
+	never is); else ``charset``, the message body's declared charset (a mail
+	client writes its headers in the charset of its body); else what chardet
+	reads; else Windows-1252.
+	"""
 	try:
 		value.encode("utf-8")
 		return value
@@ -85,9 +107,16 @@ def fix_8bit(value: str, defects: list[str] | None = None, where: str = "") -> s
 	try:
 		return raw.decode("utf-8")
 	except UnicodeDecodeError:
-		if defects is not None:
-			defects.append(f"raw 8-bit bytes{where}: recovered as cp1252")
-		return raw.decode("cp1252", errors="replace")
+		pass
+	for codec in (_codec(charset), guess_charset(raw)):
+		if codec and codec not in ("ascii", "utf-8"):
+			try:
+				return raw.decode(codec)
+			except (UnicodeDecodeError, LookupError):
+				continue
+	if defects is not None:
+		defects.append(f"raw 8-bit bytes{where}: recovered as cp1252")
+	return raw.decode("cp1252", errors="replace")
 
 
 def unfold(value: str) -> str:
@@ -104,14 +133,16 @@ def _decode_word_bytes(encoding: str, text: str) -> bytes:
 	return binascii.a2b_qp(text.encode("ascii", errors="replace"), header=True)
 
 
-def decode_words(value: str, defects: list[str] | None = None, where: str = "") -> str:
+def decode_words(
+	value: str, defects: list[str] | None = None, where: str = "", charset: str | None = None
+) -> str:
 	"""Unfold and RFC 2047-decode every encoded word in ``value``.
 
 	Whitespace between adjacent encoded words is dropped (RFC 2047 6.2);
 	adjacent words in the same charset are joined before decoding, so a
 	multi-byte character split across two words survives. Never raises.
 	"""
-	value = fix_8bit(unfold(value), defects, where)
+	value = fix_8bit(unfold(value), defects, where, charset)
 	if "=?" not in value:
 		return value
 	out: list[str] = []
@@ -158,7 +189,7 @@ def clean_text(value: str) -> str:
 
 
 def parse_addresses(
-	values: list[str], defects: list[str] | None = None, where: str = ""
+	values: list[str], defects: list[str] | None = None, where: str = "", charset: str | None = None
 ) -> list[tuple[str, str]]:
 	"""Parse address header values into (decoded name, lower-cased address) pairs.
 
@@ -167,7 +198,7 @@ def parse_addresses(
 	``@`` address are dropped.
 	"""
 	pairs: list[tuple[str, str]] = []
-	cleaned = [fix_8bit(unfold(v), defects, where) for v in values]
+	cleaned = [fix_8bit(unfold(v), defects, where, charset) for v in values]
 	try:
 		parsed = email.utils.getaddresses(cleaned)
 	except Exception:
@@ -178,7 +209,7 @@ def parse_addresses(
 		addr = addr.strip().strip("<>").strip().lower()
 		if "@" not in addr or any(c in addr for c in " \t\r\n,;<>"):
 			continue
-		pairs.append((clean_text(decode_words(name, defects, where)), addr))
+		pairs.append((clean_text(decode_words(name, defects, where, charset)), addr))
 	return pairs
 
 

@@ -2,8 +2,8 @@
 
 How it works: the stdlib parser (``compat32`` policy, the fastest and most
 lenient one) builds the MIME tree; every header and body is then decoded by
-our own never-raising helpers. For large input, runs of long base64 lines
-(which can be neither headers nor MIME boundaries) are first replaced by
+our own never-raising helpers. For large input, long runs of body lines
+(base64 or text, which can be neither headers nor MIME boundaries) are first replaced by
 short placeholder lines and read back from the original bytes only when
 their part is decoded: this keeps peak memory near twice the message size
 instead of the stdlib's eight.
@@ -47,8 +47,13 @@ ELIDE_MIN_RUN = 1 << 16
 MAX_DEPTH = 60
 #: At most this many MIME parts are looked at.
 MAX_PARTS = 5000
+#: The text and the HTML body are each cut at this many characters (ParsedMessage.body_truncated).
+MAX_BODY_CHARS = 1_000_000
 
-_B64_RUN = re.compile(rb"(?m)^(?:[A-Za-z0-9+/=]{8,998}\r?\n){64,}")
+#: A run of body lines: after a blank line (so never a header block, the first line not even
+#: looking like a header, as the inner headers of a message/rfc822 part would), none of them
+#: starting with "--" (so never a MIME boundary). Base64 and long text bodies alike.
+_BODY_RUN = re.compile(rb"\n\r?\n((?![!-9;-~]{1,76}:[ \t])(?:(?!--)[^\r\n]*\r?\n){64,})")
 _CID_REF = re.compile(r"""cid:([^"'\s>)]+)""", re.IGNORECASE)
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f<>:"|?*]+')
 _EXTENSIONS = {
@@ -107,8 +112,8 @@ def _elide(raw: bytes) -> tuple[bytes, _Elided]:
 	out: list[bytes | memoryview] = []
 	view = memoryview(raw)
 	pos = 0
-	for match in _B64_RUN.finditer(raw):
-		start, end = match.span()
+	for match in _BODY_RUN.finditer(raw):
+		start, end = match.span(1)
 		if end - start < ELIDE_MIN_RUN:
 			continue
 		newline = b"\r\n" if raw[end - 2 : end] == b"\r\n" else b"\n"
@@ -206,11 +211,11 @@ def _content_id(part: email.message.Message) -> str | None:
 
 
 def _walk(root: email.message.Message, defects: list[str]):
-	"""Yield every part that is a leaf or a ``message/*`` part, depth first, in order."""
-	stack: list[tuple[email.message.Message, int]] = [(root, 0)]
+	"""Yield (part, parent content type) for every leaf or ``message/*`` part, depth first, in order."""
+	stack: list[tuple[email.message.Message, int, str]] = [(root, 0, "")]
 	count = 0
 	while stack:
-		part, depth = stack.pop()
+		part, depth, parent = stack.pop()
 		count += 1
 		if count > MAX_PARTS:
 			defects.append(f"more than {MAX_PARTS} MIME parts: the rest were not read")
@@ -221,16 +226,68 @@ def _walk(root: email.message.Message, defects: list[str]):
 				defects.append(f"MIME nesting deeper than {MAX_DEPTH}: inner parts not read")
 				continue
 			children = [c for c in part.get_payload() if isinstance(c, email.message.Message)]
-			stack.extend((child, depth + 1) for child in reversed(children))
+			stack.extend((child, depth + 1, ctype) for child in reversed(children))
 		else:
-			yield part
+			yield part, parent
 
 
-def _headers(root: email.message.Message, defects: list[str]) -> list[tuple[str, str]]:
+def header_charset(root: email.message.Message) -> str | None:
+	"""The first charset a text part of the message declares (the hint for raw 8-bit headers)."""
+	for count, part in enumerate(root.walk()):
+		if count > 200:
+			break
+		if part.get_content_maintype() != "text":
+			continue
+		try:
+			charset = part.get_content_charset()
+		except Exception:
+			charset = None
+		if charset and charset.lower() not in ("us-ascii", "ascii"):
+			return charset
+	return None
+
+
+def _headers(
+	root: email.message.Message, defects: list[str], charset: str | None = None
+) -> list[tuple[str, str]]:
 	out: list[tuple[str, str]] = []
 	for name, value in root.raw_items() if hasattr(root, "raw_items") else root.items():
-		out.append((str(name), decode_words(str(value), defects, f" in {str(name)[:40]}").strip()))
+		out.append((str(name), decode_words(str(value), defects, f" in {str(name)[:40]}", charset).strip()))
 	return out
+
+
+def _text_body(
+	part: email.message.Message,
+	ctype: str,
+	elided: _Elided,
+	defects: list[str],
+	budget: dict[str, int],
+	msg: ParsedMessage,
+) -> str:
+	"""A text part decoded, cut to what is left of the body budget (MAX_BODY_CHARS per type)."""
+	data = _payload_bytes(part, elided, defects)
+	left = budget[ctype]
+	if len(data) > 4 * left + 4:
+		data = data[: 4 * left + 4]  # no character takes more than 4 bytes: enough to fill the budget
+	try:
+		charset = part.get_content_charset()
+	except Exception:
+		charset = None
+	body = decode_bytes(data, charset, defects, f" in a {ctype} part")
+	del data
+	if len(body) > left:
+		body = body[:left]
+		msg.body_truncated = True
+		defects.append(f"{ctype} body longer than {MAX_BODY_CHARS} characters: cut (the raw message has all)")
+	budget[ctype] = left - len(body)
+	return body
+
+
+def _is_blank(part: email.message.Message, elided: _Elided, defects: list[str]) -> bool:
+	payload = part.get_payload()
+	if isinstance(payload, str) and len(payload) > 64:
+		return False
+	return not _payload_bytes(part, elided, defects).strip()
 
 
 def _build(raw: bytes) -> ParsedMessage:
@@ -241,23 +298,24 @@ def _build(raw: bytes) -> ParsedMessage:
 	for defect in root.defects:
 		defects.append(f"mime: {type(defect).__name__}")
 	msg = ParsedMessage(defects=defects)
-	msg.headers = _headers(root, defects)
+	hint = header_charset(root)
+	msg.headers = _headers(root, defects, hint)
 
-	msg.subject = decode_words(_first(root, "subject") or "", defects, " in Subject").strip()
+	msg.subject = decode_words(_first(root, "subject") or "", defects, " in Subject", hint).strip()
 	msg.subject = "".join(ch if ch >= " " or ch == "\t" else " " for ch in msg.subject)
-	senders = parse_addresses(_header_values(root, "from"), defects, " in From")
+	senders = parse_addresses(_header_values(root, "from"), defects, " in From", hint)
 	if senders:
 		msg.from_name, msg.from_address = senders[0]
 	else:
-		sender = parse_addresses(_header_values(root, "sender"), defects, " in Sender")
+		sender = parse_addresses(_header_values(root, "sender"), defects, " in Sender", hint)
 		if sender:
 			msg.from_name, msg.from_address = sender[0]
 			defects.append("no usable From: used Sender")
 		else:
 			defects.append("no usable From address")
-	msg.reply_to = parse_addresses(_header_values(root, "reply-to"), defects, " in Reply-To")
-	msg.to = parse_addresses(_header_values(root, "to"), defects, " in To")
-	msg.cc = parse_addresses(_header_values(root, "cc"), defects, " in Cc")
+	msg.reply_to = parse_addresses(_header_values(root, "reply-to"), defects, " in Reply-To", hint)
+	msg.to = parse_addresses(_header_values(root, "to"), defects, " in To", hint)
+	msg.cc = parse_addresses(_header_values(root, "cc"), defects, " in Cc", hint)
 	for name, pick_last in (
 		("x-original-to", False),
 		("delivered-to", True),
@@ -283,8 +341,10 @@ def _build(raw: bytes) -> ParsedMessage:
 
 	plains: list[str] = []
 	htmls: list[str] = []
+	budget = {"text/plain": MAX_BODY_CHARS, "text/html": MAX_BODY_CHARS}
 	pending: list[tuple[email.message.Message, str, str | None]] = []
-	for part in _walk(root, defects):
+	named_texts: list[tuple[email.message.Message, str, str | None]] = []
+	for part, parent in _walk(root, defects):
 		ctype = part.get_content_type()
 		try:
 			disposition = part.get_content_disposition()
@@ -295,15 +355,27 @@ def _build(raw: bytes) -> ParsedMessage:
 			continue
 		filename = _part_filename(part, defects)
 		if ctype in ("text/plain", "text/html") and disposition != "attachment" and filename is None:
-			data = _payload_bytes(part, elided, defects)
-			try:
-				charset = part.get_content_charset()
-			except Exception:
-				charset = None
-			body = decode_bytes(data, charset, defects, f" in a {ctype} part")
+			body = _text_body(part, ctype, elided, defects, budget, msg)
 			(plains if ctype == "text/plain" else htmls).append(body)
 			continue
+		if parent == "multipart/alternative" and not (disposition == "attachment" and filename):
+			# Another rendering of the body (text/watch-html, text/enriched, an empty part...):
+			# the body is read from its text/plain and text/html siblings; the raw .eml keeps it.
+			defects.append(f"alternative {ctype} part not kept (the body is its text or HTML sibling)")
+			continue
+		if filename is None and not ctype.startswith("text/") and _is_blank(part, elided, defects):
+			defects.append(f"empty {ctype} part without a name: not kept")
+			continue
+		if ctype in ("text/plain", "text/html") and disposition != "attachment":
+			named_texts.append((part, ctype, filename))  # an inline text part with a file name
 		pending.append((part, ctype, filename))
+
+	if not plains and not htmls and named_texts:
+		# No unnamed body: the first inline text part with a file name is the body (not a file).
+		part, ctype, _filename = named_texts[0]
+		body = _text_body(part, ctype, elided, defects, budget, msg)
+		(plains if ctype == "text/plain" else htmls).append(body)
+		pending = [entry for entry in pending if entry[0] is not part]
 
 	raw_html = "\n".join(htmls)
 	cids = {m.group(1).strip() for m in _CID_REF.finditer(raw_html)}

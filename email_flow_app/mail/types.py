@@ -83,6 +83,8 @@ class ParsedMessage:
 	#: on the ticket that message belonged to. None otherwise or when absent.
 	original_message_id: str | None = None
 	defects: list[str] = field(default_factory=list)
+	#: True when the text or HTML body was longer than parse.MAX_BODY_CHARS and was cut.
+	body_truncated: bool = False
 	#: Top-level headers in order, as (name, unfolded and RFC 2047-decoded value).
 	headers: list[tuple[str, str]] = field(default_factory=list, repr=False)
 

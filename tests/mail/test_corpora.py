@@ -18,25 +18,42 @@ BODY_TYPES = ("text/plain", "text/html")
 
 
 def stdlib_attachment_count(raw: bytes) -> int:
-	"""Leaf parts that are not inline text bodies, with every message/* part counted once (not entered)."""
+	"""Files a plain stdlib walk finds, by the rules an agent expects of a ticket's attachments.
+
+	A file is a leaf part that is not an inline text body, with every message/*
+	part counted once (not entered). Not files: the other renderings inside a
+	multipart/alternative (the body is its text/HTML sibling), unnamed empty
+	parts, and, when the message has no unnamed text body, the first inline
+	text part with a file name (that is the body).
+	"""
 	msg = email.message_from_bytes(raw, policy=email.policy.compat32)
 	count = 0
-	stack = [msg]
+	has_body = False
+	named_inline_text = 0
+	stack = [(msg, "")]
 	while stack:
-		part = stack.pop()
+		part, parent = stack.pop()
 		ctype = part.get_content_type()
 		if part.is_multipart() and not ctype.startswith("message/"):
-			stack.extend(part.get_payload())
+			stack.extend((child, ctype) for child in part.get_payload())
 			continue
 		if ctype.startswith("message/"):
 			count += 1
 			continue
-		is_body = (
-			ctype in BODY_TYPES
-			and part.get_content_disposition() != "attachment"
-			and part.get_filename() is None
-		)
-		count += not is_body
+		disposition = part.get_content_disposition()
+		filename = part.get_filename()
+		if ctype in BODY_TYPES and disposition != "attachment" and filename is None:
+			has_body = True
+			continue
+		if parent == "multipart/alternative" and not (disposition == "attachment" and filename):
+			continue
+		if filename is None and not ctype.startswith("text/") and not (part.get_payload(decode=True) or b"").strip():
+			continue
+		if ctype in BODY_TYPES and disposition != "attachment":
+			named_inline_text += 1
+		count += 1
+	if not has_body and named_inline_text:
+		count -= 1
 	return count
 
 

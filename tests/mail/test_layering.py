@@ -1,4 +1,4 @@
-"""The mail core imports only the stdlib and bleach: no frappe, no channels, no I/O library."""
+"""The mail core imports only the stdlib, bleach and chardet: no frappe, no channels, no I/O library."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import email_flow_app.mail
 
-ALLOWED_THIRD_PARTY = {"bleach", "email_flow_app"}
+ALLOWED_THIRD_PARTY = {"bleach", "chardet", "email_flow_app"}
 FORBIDDEN_STDLIB = {
 	"socket",
 	"smtplib",
@@ -21,7 +21,7 @@ FORBIDDEN_STDLIB = {
 }
 
 
-def test_mail_core_imports_only_stdlib_and_bleach():
+def test_mail_core_imports_only_stdlib_bleach_and_chardet():
 	folder = Path(email_flow_app.mail.__file__).parent
 	problems: list[str] = []
 	for path in sorted(folder.glob("*.py")):
