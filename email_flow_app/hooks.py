@@ -33,6 +33,7 @@ override_email_send = "email_flow_app.email_flow.services.outbound.send_email_qu
 
 doc_events = {
 	"Communication": {
+		"validate": "email_flow_app.email_flow.services.replies.store_text_safely",
 		"after_insert": "email_flow_app.email_flow.services.replies.on_communication_insert",
 	},
 	# Replies on a Ticket leave at once (a worker job after the commit), not at the next flush.

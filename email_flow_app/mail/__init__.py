@@ -23,7 +23,7 @@ from email_flow_app.mail.compose import (
 )
 from email_flow_app.mail.headers import normalize_message_id
 from email_flow_app.mail.loops import LoopSettings, canonical_address, loop_verdict, rate_cap_exceeded
-from email_flow_app.mail.parse import parse_message
+from email_flow_app.mail.parse import parse_headers, parse_message
 from email_flow_app.mail.sanitize import sanitize_html
 from email_flow_app.mail.threading_keys import (
 	ThreadEvidence,
@@ -54,6 +54,7 @@ __all__ = [
 	"make_message_id",
 	"make_ticket_token",
 	"normalize_message_id",
+	"parse_headers",
 	"parse_message",
 	"parse_ticket_token",
 	"rate_cap_exceeded",

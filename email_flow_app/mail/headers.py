@@ -90,7 +90,9 @@ def guess_charset(data: bytes) -> str | None:
 	return codec
 
 
-def fix_8bit(value: str, defects: list[str] | None = None, where: str = "", charset: str | None = None) -> str:
+def fix_8bit(
+	value: str, defects: list[str] | None = None, where: str = "", charset: str | None = None
+) -> str:
 	"""Turn surrogate-escaped raw 8-bit header bytes (not RFC 2047 words) into text.
 
 	Order: UTF-8 when the bytes are valid UTF-8 (an 8-bit legacy text almost

@@ -290,17 +290,10 @@ def _is_blank(part: email.message.Message, elided: _Elided, defects: list[str]) 
 	return not _payload_bytes(part, elided, defects).strip()
 
 
-def _build(raw: bytes) -> ParsedMessage:
-	defects: list[str] = []
-	parsed_raw, elided = _elide(raw)
-	root = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(parsed_raw)
-	del parsed_raw
-	for defect in root.defects:
-		defects.append(f"mime: {type(defect).__name__}")
-	msg = ParsedMessage(defects=defects)
-	hint = header_charset(root)
-	msg.headers = _headers(root, defects, hint)
-
+def _read_headers(
+	root: email.message.Message, msg: ParsedMessage, defects: list[str], hint: str | None
+) -> None:
+	"""Subject, addresses, date and threading ids of ``root`` into ``msg``."""
 	msg.subject = decode_words(_first(root, "subject") or "", defects, " in Subject", hint).strip()
 	msg.subject = "".join(ch if ch >= " " or ch == "\t" else " " for ch in msg.subject)
 	senders = parse_addresses(_header_values(root, "from"), defects, " in From", hint)
@@ -338,6 +331,20 @@ def _build(raw: bytes) -> ParsedMessage:
 	reply_ids = message_ids(fix_8bit(_first(root, "in-reply-to") or ""))
 	msg.in_reply_to = reply_ids[0] if reply_ids else None
 	msg.references = message_ids(fix_8bit(" ".join(_header_values(root, "references"))))
+
+
+def _build(raw: bytes) -> ParsedMessage:
+	defects: list[str] = []
+	parsed_raw, elided = _elide(raw)
+	root = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(parsed_raw)
+	del parsed_raw
+	for defect in root.defects:
+		defects.append(f"mime: {type(defect).__name__}")
+	msg = ParsedMessage(defects=defects)
+	hint = header_charset(root)
+	msg.headers = _headers(root, defects, hint)
+
+	_read_headers(root, msg, defects, hint)
 
 	plains: list[str] = []
 	htmls: list[str] = []
@@ -453,6 +460,30 @@ def _flatten_message_part(part: email.message.Message, elided: _Elided) -> bytes
 	if isinstance(inner, str):
 		return elided.restore(inner.encode("ascii", errors="surrogateescape"))
 	return b""
+
+
+HEADERS_READ_MAX = 1 << 19
+
+
+def parse_headers(raw: bytes) -> ParsedMessage:
+	"""Only what the headers say (subject, addresses, date, Message-ID): a quick look at stored mail.
+
+	Reads at most the first HEADERS_READ_MAX bytes; never raises (an empty
+	ParsedMessage with a defect when even that fails).
+	"""
+	try:
+		head = bytes(raw[:HEADERS_READ_MAX])
+		root = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(head, headersonly=True)
+		defects: list[str] = []
+		msg = ParsedMessage(defects=defects)
+		try:
+			hint = root.get_content_charset()
+		except Exception:
+			hint = None
+		_read_headers(root, msg, defects, hint)
+		return msg
+	except Exception as exc:
+		return ParsedMessage(defects=[f"unreadable headers ({type(exc).__name__})"])
 
 
 def parse_message(raw: bytes) -> ParsedMessage:

@@ -47,7 +47,11 @@ def stdlib_attachment_count(raw: bytes) -> int:
 			continue
 		if parent == "multipart/alternative" and not (disposition == "attachment" and filename):
 			continue
-		if filename is None and not ctype.startswith("text/") and not (part.get_payload(decode=True) or b"").strip():
+		if (
+			filename is None
+			and not ctype.startswith("text/")
+			and not (part.get_payload(decode=True) or b"").strip()
+		):
 			continue
 		if ctype in BODY_TYPES and disposition != "attachment":
 			named_inline_text += 1

@@ -154,10 +154,33 @@ def test_non_english_non_dsn_bounces_are_detected(sender, subject, text):
 
 def test_person_answering_a_french_bounce_is_not_a_bounce():
 	data = crlf(
-		"From: Jeanne <jeanne@client.example>\nTo: support@ours.example\n"
-		"Subject: RE: Non remis : votre facture\nContent-Type: text/plain; charset=utf-8\n\n"
-		"Bonjour, votre message ne m'est pas parvenu, pouvez-vous le renvoyer ?\n".encode()
+		b"From: Jeanne <jeanne@client.example>\nTo: support@ours.example\n"
+		b"Subject: RE: Non remis : votre facture\nContent-Type: text/plain; charset=utf-8\n\n"
+		b"Bonjour, votre message ne m'est pas parvenu, pouvez-vous le renvoyer ?\n"
 	)
 	msg = parse_message(data)
 	assert msg.bounce is None
 	assert msg.auto_submitted is None
+
+
+@pytest.mark.parametrize(
+	"text",
+	[
+		'Invoice 42 <img src=x onerror="alert(document.domain)"',
+		"<DIV STYLE=\"width: expression(alert('XSS'));\">",
+		"Q&A <b>bold</b> & more",
+		"plain subject",
+		"<" * 300,
+	],
+)
+def test_desk_text_round_trips_and_never_holds_a_tag(text):
+	from email_flow_app.mail import desk_text
+
+	value = desk_text.stored(text)
+	assert "<" not in value and ">" not in value
+	assert desk_text.plain(value) == text
+	assert desk_text.stored(value) == value
+	fitted = desk_text.fit(text, 140)
+	assert len(fitted) <= 140 and "<" not in fitted
+	shown = desk_text.plain(fitted)
+	assert shown == text or (shown.endswith("…") and text.startswith(shown[:-1].rstrip()))

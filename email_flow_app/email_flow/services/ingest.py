@@ -38,7 +38,8 @@ from email_flow_app.email_flow.services import (
 	threads,
 )
 from email_flow_app.email_flow.services.store import INBOUND, load_raw
-from email_flow_app.mail import ParsedMessage, loop_verdict, parse_message, rate_cap_exceeded
+from email_flow_app.mail import ParsedMessage, desk_text, loop_verdict, parse_message, rate_cap_exceeded
+from email_flow_app.mail.parse import MAX_BODY_CHARS
 
 PROCESSABLE = ("Received", "Failed", "Filtered")
 FILED = ("Ticket Created", "Appended")
@@ -60,6 +61,7 @@ class Outcome:
 	ticket: str | None = None
 	communication: str | None = None
 	thread_rule: str | None = None
+	error_type: str | None = None  # Failed: the kind of error (the list groups Failed rows by it)
 	processed: bool = True  # False: left as it was (filed before, or being filed by another worker)
 
 
@@ -222,6 +224,7 @@ def _process_one(inbound, msg: ParsedMessage | Exception) -> Outcome:
 	name = inbound.name
 	frappe.db.savepoint("email_flow_inbound")
 	series = store.series_snapshot()
+	state = _batch_state_snapshot()
 	try:
 		if isinstance(msg, Exception):
 			raise msg
@@ -231,15 +234,14 @@ def _process_one(inbound, msg: ParsedMessage | Exception) -> Outcome:
 	except Exception as exc:
 		frappe.db.rollback(save_point="email_flow_inbound")
 		store.restore_series(series)  # the rolled back ticket's number is free again
-		for key in BATCH_STATE:
-			settings.run_state(key).clear()  # may name records the rollback removed
-		frappe.log_error(
-			title=f"Email Flow: could not process {name}", reference_doctype=INBOUND, reference_name=name
-		)
-		outcome = Outcome("Failed", _("Processing failed: {0}").format(f"{type(exc).__name__}: {exc}"[:500]))
-		msg = None
+		_restore_batch_state(state)  # forget what names records the rollback removed
+		reason = f"{type(exc).__name__}: {exc}"[:500]
+		_log_failure(name, reason)
+		outcome = Outcome("Failed", _("Processing failed: {0}").format(reason), error_type=type(exc).__name__)
+		msg = msg if isinstance(msg, ParsedMessage) else None
 	values = {
 		"status": outcome.status,
+		"error_type": outcome.error_type,
 		"reason": outcome.reason,
 		"ticket": outcome.ticket,
 		"communication": outcome.communication,
@@ -247,12 +249,45 @@ def _process_one(inbound, msg: ParsedMessage | Exception) -> Outcome:
 		"attempts": (inbound.attempts or 0) + 1,
 	}
 	if msg is not None:
-		message_id = threads.normalize_message_id(msg.message_id)[:255] or None
-		values.update(subject=msg.subject or "", sender=msg.from_address, message_id=message_id)
+		values.update(store.header_fields(msg))
+		message_id = values["message_id"]
 		if message_id and outcome.status in FILED:
 			_filed_message_ids()[message_id] = (name, outcome.ticket)
 	_update(INBOUND, name, values)
 	return outcome
+
+
+def _batch_state_snapshot() -> dict:
+	return {key: dict(settings.run_state(key)) for key in BATCH_STATE}
+
+
+def _restore_batch_state(snapshot: dict) -> None:
+	"""After a rollback to the message's savepoint: the batch lookups as they were before it.
+
+	What the failed message added may name records the rollback removed; what
+	the batch read before it still holds, so the rest of the batch does not read
+	it all again one by one.
+	"""
+	for key, value in snapshot.items():
+		state = settings.run_state(key)
+		state.clear()
+		state.update(value)
+
+
+def _log_failure(name: str, reason: str) -> None:
+	"""One concise Error Log: title, reason and the traceback, without local variables.
+
+	(frappe.log_error alone formats every frame's locals: slow, and it copies
+	mail content into the log.)
+	"""
+	import traceback
+
+	frappe.log_error(
+		title=f"Email Flow: could not process {name}",
+		message=f"{reason}\n\n{traceback.format_exc()}",
+		reference_doctype=INBOUND,
+		reference_name=name,
+	)
 
 
 def _update(doctype: str, name: str, values: dict) -> None:
@@ -421,18 +456,12 @@ SUBJECT_MAX = 140  # a Ticket's title: longer subjects are cut (the Inbound Emai
 
 
 def ticket_subject(subject: str | None, limit: int | None = SUBJECT_MAX) -> str:
-	"""The subject as a title: "(no subject)" when nothing readable is left, cut to `limit` with an ellipsis."""
-	from frappe.utils import strip_html
-	from frappe.utils.html_utils import sanitize_html
-
-	text = " ".join((subject or "").split())
-	if "<" in text or ">" in text:
-		# What Frappe's XSS filter would leave of it (it empties e.g. a lone <div style=...>).
-		if not " ".join(strip_html(sanitize_html(text)).split()):
-			text = ""
+	"""The subject as a Desk field keeps it (`mail.desk_text`): escaped when it holds < or >, cut to
+	`limit` with an ellipsis; "(no subject)" when only blanks and control characters were left."""
+	text = " ".join("".join(ch if ch >= " " else " " for ch in subject or "").split())
 	if not text:
 		return _("(no subject)")
-	return text if limit is None or len(text) <= limit else text[: limit - 1].rstrip() + "…"
+	return desk_text.stored(text) if limit is None else desk_text.fit(text, limit)
 
 
 def _create_ticket(msg: ParsedMessage, queue: str, inbound, follows_up_on: str | None = None) -> Outcome:
@@ -491,17 +520,9 @@ def communication_date(date) -> "datetime.datetime":
 	"""When the message was written, in the site's time zone (Frappe stores naive local times).
 
 	The received time when the Date header is missing, unparsable, naive, or more
-	than a day in the future (a sender's clock cannot reorder the timeline that far).
+	than a day in the future (`store.local_date`).
 	"""
-	from zoneinfo import ZoneInfo
-
-	from frappe.utils import get_system_timezone
-
-	now = now_datetime()
-	if date is None or date.tzinfo is None:
-		return now
-	local = date.astimezone(ZoneInfo(get_system_timezone())).replace(tzinfo=None)
-	return now if local > add_to_date(now, days=1) else local
+	return store.local_date(date) or now_datetime()
 
 
 def _note(ticket: str, text: str) -> None:
@@ -555,7 +576,7 @@ def _append(
 	sender, recipients, cc = _addresses(msg)
 	# An address Frappe refuses is kept where the timeline shows it, as written; cut to the column.
 	usable = contacts.usable_address(sender)
-	shown_name = (msg.from_name or (None if usable else sender) or "")[:140] or None
+	shown_name = desk_text.fit(msg.from_name or (None if usable else sender) or "", 140) or None
 	values = {
 		"doctype": "Communication",
 		"communication_type": "Communication",
@@ -580,12 +601,23 @@ def _append(
 	fast = _fast_communication()
 	comm = fast(values) if fast is not None else frappe.get_doc(values)
 	comm.flags.ignore_links = True  # the ticket and the answered Communication were just read or made
+	# Received mail, as Frappe's own receiving marks it: recipients and Cc are kept as written
+	# (Communication.validate would refuse an address Frappe does not accept, e.g. "bob@extern").
+	comm.flags.in_receive = True
 	comm.flags.email_flow_ticket = facts
 	comm.flags.email_flow_reopen = not new_ticket
 	if facts.doc is not None:
 		comm.parent_doc = facts.doc  # frappe.core.utils.get_parent_doc
 	comm.insert(ignore_permissions=True)
 	threads.remember(message_id, comm.name, facts.name)
+	if msg.body_truncated:
+		_note(
+			facts.name,
+			_(
+				"This message was longer than {0} characters of text and is cut here; the whole "
+				"message, attachments included, is kept as it arrived (raw .eml)."
+			).format(f"{MAX_BODY_CHARS:,}"),
+		)
 	if fast is None and not new_ticket:
 		_reopen_on_customer_reply(facts.name)
 	return comm.name

@@ -24,7 +24,7 @@ from frappe.utils import add_to_date, now_datetime
 from email_flow_app.channels.errors import ChannelError, PermanentError, ReconnectNeeded
 from email_flow_app.email_flow.services import connect, health, settings
 from email_flow_app.email_flow.services.threads import normalize_message_id
-from email_flow_app.mail import base_subject, make_ticket_token, subject_tag
+from email_flow_app.mail import base_subject, desk_text, make_ticket_token, subject_tag
 
 CHANNEL = "Outgoing Channel"
 PROXY_PREFIX = "Email Flow: "
@@ -143,7 +143,8 @@ def thread_headers(message: bytes, ticket: str, channel, communication: str | No
 		if in_reply_to not in chain:
 			chain.append(in_reply_to)
 		_replace(msg, "References", " ".join(f"<{mid}>" for mid in dict.fromkeys(chain)))
-	base = base_subject(str(msg.get("Subject") or ""), ticket)
+	# The subject as the Desk stores it (mail.desk_text): the mail carries the text itself.
+	base = base_subject(desk_text.plain(str(msg.get("Subject") or "")), ticket)
 	_replace(msg, "Subject", f"Re: {base} {subject_tag(ticket)}" if base else f"Re: {subject_tag(ticket)}")
 	_replace(msg, "X-Email-Flow-Ticket", f"{ticket}; t={make_ticket_token(ticket, settings.token_secret())}")
 	_set_from(msg, channel)

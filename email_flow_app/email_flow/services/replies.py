@@ -2,6 +2,8 @@
 
 import frappe
 
+from email_flow_app.mail import desk_text
+
 AGENT_REPLY_SETS = {"Open", "Pending"}
 
 
@@ -15,6 +17,22 @@ def on_communication_insert(doc, method=None) -> None:
 	status = frappe.db.get_value("Ticket", doc.reference_name, "status")
 	if status in AGENT_REPLY_SETS:
 		frappe.db.set_value("Ticket", doc.reference_name, "status", "Replied")
+
+
+def store_text_safely(doc, method=None) -> None:
+	"""Communication.validate on a Ticket: its subject and sender name as desk text.
+
+	The timeline header renders them as HTML, and the subject of a reply is the
+	customer's subject: stored escaped (mail.desk_text), it reads as written and
+	nothing in it runs. The mail that leaves carries the plain text
+	(outbound.thread_headers).
+	"""
+	if doc.reference_doctype != "Ticket":
+		return
+	if doc.subject:
+		doc.subject = desk_text.stored(doc.subject)
+	if doc.sender_full_name:
+		doc.sender_full_name = desk_text.stored(doc.sender_full_name)
 
 
 def send_ticket_mail_now(doc, method=None) -> None:

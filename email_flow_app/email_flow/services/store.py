@@ -5,6 +5,7 @@ acknowledged. Its dedupe key makes a second delivery of the same server
 message (a worker killed after the commit, a retried webhook) a no-op.
 """
 
+import datetime
 import hashlib
 import os
 
@@ -12,8 +13,44 @@ import frappe
 from frappe.utils import get_files_path, now_datetime
 
 from email_flow_app.email_flow.services import attachments, settings
+from email_flow_app.mail import ParsedMessage, desk_text, normalize_message_id, parse_headers
 
 INBOUND = "Inbound Email"
+
+
+def local_date(date: datetime.datetime | None) -> datetime.datetime | None:
+	"""A Date header's time in the site's time zone, naive (as Frappe stores times).
+
+	None when it is missing, has no zone, or is more than a day in the future
+	(a sender's clock cannot reorder the timeline that far).
+	"""
+	from zoneinfo import ZoneInfo
+
+	from frappe.utils import add_to_date, get_system_timezone
+
+	if date is None or date.tzinfo is None:
+		return None
+	local = date.astimezone(ZoneInfo(get_system_timezone())).replace(tzinfo=None)
+	return None if local > add_to_date(now_datetime(), days=1) else local
+
+
+def header_fields(msg: ParsedMessage) -> dict:
+	"""What the Inbound Email list shows of a message, from its headers (a Failed row too)."""
+	return {
+		"subject": desk_text.stored(" ".join(msg.subject.split()))[:10000] or None,
+		"sender": msg.from_address[:140] or None,
+		"recipients": ", ".join(address for _name, address in msg.to)[:2000] or None,
+		"sent_at": local_date(msg.date),
+		"message_id": (normalize_message_id(msg.message_id) if msg.message_id else "")[:255] or None,
+	}
+
+
+def stored_fields(raw: bytes) -> dict:
+	"""`header_fields` read when the raw message is stored, before any processing."""
+	try:
+		return header_fields(parse_headers(raw))
+	except Exception:
+		return {}  # the raw message is what must be kept; its processing reports the rest
 
 
 def imap_key(queue: str, folder: str, uidvalidity: int | None, uid: int) -> str:
@@ -52,6 +89,7 @@ def store_inbound(
 			"dedupe_key": key,
 			"raw_size": len(raw),
 			"received_at": now_datetime(),
+			**stored_fields(raw),
 		}
 	)
 	doc.insert(ignore_permissions=True)
@@ -108,6 +146,7 @@ def store_batch(
 				"received_at": now,
 				"raw_file": url,
 				"attempts": 0,
+				**stored_fields(raw),
 			}
 		)
 		existing[key] = name

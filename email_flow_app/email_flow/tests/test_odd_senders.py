@@ -6,6 +6,7 @@ from email.utils import make_msgid
 import frappe
 
 from email_flow_app.email_flow.tests.utils import MailWorldTestCase
+from email_flow_app.mail import desk_text
 
 
 def raw_mail(to: str, sender: str, subject: str, body: str = "Hello, please help.") -> bytes:
@@ -74,8 +75,13 @@ class TestOddSendersBecomeTickets(MailWorldTestCase):
 		self.assertTrue(anna.contact)
 		self.assertLessEqual(len(frappe.get_doc("Contact", anna.contact).full_name or ""), 140)
 		self.assertEqual(tickets["solo@cust.test"].customer_name, "Solo")
-		# Subjects: empty after cleaning becomes "(no subject)"; too long is cut with an ellipsis.
-		self.assertEqual(tickets["emptied@cust.test"].subject, "(no subject)")
+		# Subjects: one Frappe's sanitizer would empty reads as written (and nothing in it is
+		# markup: mail.desk_text); too long is cut with an ellipsis.
+		self.assertEqual(
+			desk_text.plain(tickets["emptied@cust.test"].subject),
+			"<DIV STYLE=\"width: expression(alert('XSS'));\">",
+		)
+		self.assertNotIn("<", tickets["emptied@cust.test"].subject)
 		cut = tickets["long-subject@cust.test"].subject
 		self.assertTrue(cut.endswith("…") and len(cut) <= 140, cut)
 		full = next(r for r in rows if r.sender == "long-subject@cust.test")

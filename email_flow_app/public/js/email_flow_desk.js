@@ -21,3 +21,13 @@ $(document).on("app_ready", () => {
 	};
 	Composer.prototype.__email_flow_patched = true;
 });
+
+// Text from mail is stored HTML-escaped when it holds < or > (mail/desk_text.py): the Desk's
+// HTML views show it as written. Where a value is shown as plain text (an input, a list link),
+// it is turned back. DOMParser builds an inert document: nothing in the value loads or runs.
+email_flow.plain_text = function (value) {
+	if (value == null) return "";
+	value = String(value);
+	if (value.indexOf("&") === -1) return value;
+	return new DOMParser().parseFromString(value, "text/html").documentElement.textContent || "";
+};

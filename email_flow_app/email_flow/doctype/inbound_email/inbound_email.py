@@ -22,13 +22,16 @@ class InboundEmail(Document):
 		communication: DF.Link | None
 		dedupe_key: DF.Data | None
 		email_queue: DF.Link | None
+		error_type: DF.Data | None
 		folder: DF.Data | None
 		message_id: DF.Data | None
 		raw_file: DF.Attach | None
 		raw_size: DF.Int
 		reason: DF.SmallText | None
 		received_at: DF.Datetime | None
+		recipients: DF.SmallText | None
 		sender: DF.Data | None
+		sent_at: DF.Datetime | None
 		status: DF.Literal["Received", "Ticket Created", "Appended", "Filtered", "Failed"]
 		subject: DF.SmallText | None
 		thread_rule: DF.Data | None

@@ -8,6 +8,7 @@ from frappe import _
 from frappe.model.document import Document
 
 from email_flow_app.email_flow import permissions
+from email_flow_app.mail import desk_text
 
 
 class Ticket(Document):
@@ -35,6 +36,11 @@ class Ticket(Document):
 
 	def validate(self):
 		self.raised_by = (self.raised_by or "").strip().lower() or None
+		# Shown as HTML by Frappe (form title, breadcrumbs, timeline, notifications): stored so
+		# that the text reads as written and nothing in it runs (mail.desk_text), whoever writes it.
+		self.subject = desk_text.fit(desk_text.plain(self.subject).strip(), 255) or _("(no subject)")
+		if self.customer_name:
+			self.customer_name = desk_text.fit(desk_text.plain(self.customer_name), 140)
 		self.check_queue_move()
 
 	def check_queue_move(self):

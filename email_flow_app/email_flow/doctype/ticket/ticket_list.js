@@ -19,6 +19,10 @@ frappe.listview_settings["Ticket"] = {
 	},
 
 	formatters: {
+		// The list puts the subject in as text: show the text a stored subject stands for.
+		subject(value) {
+			return email_flow.plain_text(value);
+		},
 		email_queue(value) {
 			if (!value) return "";
 			const colour = (email_flow_queue_colours[value] || "#8d99a6").replace(/[^#0-9a-zA-Z]/g, "");
