@@ -453,15 +453,21 @@ def _is_past_reopen_window(facts: frappe._dict, queue: str) -> bool:
 
 
 SUBJECT_MAX = 140  # a Ticket's title: longer subjects are cut (the Inbound Email keeps them whole)
+SUBJECT_COLUMN = 255  # Ticket.subject's length: what the stored (escaped) subject must fit
 
 
 def ticket_subject(subject: str | None, limit: int | None = SUBJECT_MAX) -> str:
-	"""The subject as a Desk field keeps it (`mail.desk_text`): escaped when it holds < or >, cut to
-	`limit` with an ellipsis; "(no subject)" when only blanks and control characters were left."""
+	"""The subject as a Desk field keeps it (`mail.desk_text`): escaped when it holds < or >, its
+	text cut to `limit` characters with an ellipsis; "(no subject)" when only blanks and control
+	characters were left."""
 	text = " ".join("".join(ch if ch >= " " else " " for ch in subject or "").split())
 	if not text:
 		return _("(no subject)")
-	return desk_text.stored(text) if limit is None else desk_text.fit(text, limit)
+	if limit is None:
+		return desk_text.stored(text)
+	if len(text) > limit:
+		text = text[: limit - 1].rstrip() + "…"
+	return desk_text.fit(text, SUBJECT_COLUMN)  # escaped, it still fits the column
 
 
 def _create_ticket(msg: ParsedMessage, queue: str, inbound, follows_up_on: str | None = None) -> Outcome:
