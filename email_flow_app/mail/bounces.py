@@ -14,8 +14,8 @@ from __future__ import annotations
 import email.message
 import re
 
-from email_flow_app.mail.headers import decode_bytes, fix_8bit, unfold
-from email_flow_app.mail.types import Bounce
+from email_flow_app.mail.headers import decode_bytes, fix_8bit, message_ids, unfold
+from email_flow_app.mail.types import Bounce, ReturnedHeaders
 
 #: Bounce subjects of non-English mail systems (Exchange, Notes, Exim and others, localised).
 _FOREIGN_SUBJECTS = (
@@ -317,3 +317,50 @@ def original_message_id(root: email.message.Message, text: str) -> str | None:
 					return found.group(1)
 	found = _MESSAGE_ID_LINE.search(text or "")
 	return found.group(1) if found else None
+
+
+_HEADER_LINE = re.compile(
+	r"^\s*(Message-ID|In-Reply-To|References|X-Email-Flow-Ticket):[ \t]*(.*(?:\r?\n[ \t]+.*)*)",
+	re.IGNORECASE | re.MULTILINE,
+)
+
+
+def returned_headers(root: email.message.Message, text: str) -> ReturnedHeaders | None:
+	"""Message-ID, In-Reply-To, References and X-Email-Flow-Ticket of the returned message.
+
+	Read from the attached copy (``message/rfc822``) or its headers
+	(``text/rfc822-headers``), else from header lines the report's text quotes.
+	None when the report names none of them.
+	"""
+	values: dict[str, str] = {}
+	for part in root.walk():
+		ctype = part.get_content_type()
+		block = ""
+		if ctype == "message/rfc822":
+			inner = part.get_payload()
+			if isinstance(inner, list) and inner and isinstance(inner[0], email.message.Message):
+				block = "\n".join(f"{k}: {v}" for k, v in inner[0].items())
+		elif ctype in ("text/rfc822-headers", "message/rfc822-headers"):
+			raw = part.get_payload(decode=True)
+			if isinstance(raw, bytes):
+				block = raw[:200_000].decode("utf-8", errors="replace")
+		for match in _HEADER_LINE.finditer(block):
+			values.setdefault(match.group(1).lower(), unfold(match.group(2)))
+		if values:
+			break
+	if not values:
+		quoted = (text or "")[:200_000]
+		marker = _ORIGINAL_MARKERS.search(quoted)
+		for match in _HEADER_LINE.finditer(quoted[marker.start() :] if marker else quoted):
+			values.setdefault(match.group(1).lower(), unfold(match.group(2)))
+	if not values:
+		return None
+	ids = message_ids(values.get("message-id"))
+	replies = message_ids(values.get("in-reply-to"))
+	ticket = " ".join((values.get("x-email-flow-ticket") or "").split())
+	return ReturnedHeaders(
+		message_id=ids[0] if ids else None,
+		in_reply_to=replies[0] if replies else None,
+		references=message_ids(values.get("references")),
+		ticket_header=ticket[:300] or None,
+	)

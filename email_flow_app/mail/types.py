@@ -50,6 +50,20 @@ class Bounce:
 
 
 @dataclass(slots=True)
+class ReturnedHeaders:
+	"""What a delivery report says of the message it returns (its attached copy or headers).
+
+	Message-IDs without angle brackets; ``ticket_header`` is the raw value of our
+	``X-Email-Flow-Ticket`` header ("TKT-00001; t=<token>"), not yet verified.
+	"""
+
+	message_id: str | None = None
+	in_reply_to: str | None = None
+	references: list[str] = field(default_factory=list)
+	ticket_header: str | None = None
+
+
+@dataclass(slots=True)
 class ParsedMessage:
 	"""Everything the ticket layer needs from one raw message.
 
@@ -82,6 +96,8 @@ class ParsedMessage:
 	#: (from the attached original or its headers), so it can be filed as a note
 	#: on the ticket that message belonged to. None otherwise or when absent.
 	original_message_id: str | None = None
+	#: For a bounce or delivery report: the returned message's threading headers (None otherwise).
+	returned: ReturnedHeaders | None = None
 	defects: list[str] = field(default_factory=list)
 	#: True when the text or HTML body was longer than parse.MAX_BODY_CHARS and was cut.
 	body_truncated: bool = False

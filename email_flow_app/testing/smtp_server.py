@@ -9,8 +9,10 @@ Recipients can be told to fail with a given reply (4xx or 5xx).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -54,15 +56,18 @@ class _Handler:
 		if self.server._rules.data_reply:
 			return self.server._rules.data_reply
 		login = getattr(session, "login_data", None)
+		received = ReceivedMessage(
+			envelope.mail_from,
+			list(envelope.rcpt_tos),
+			bytes(envelope.original_content or envelope.content),
+			login.decode() if isinstance(login, bytes) else login,
+		)
 		with self.server._lock:
-			self.server.messages.append(
-				ReceivedMessage(
-					envelope.mail_from,
-					list(envelope.rcpt_tos),
-					bytes(envelope.original_content or envelope.content),
-					login.decode() if isinstance(login, bytes) else login,
-				)
-			)
+			self.server.messages.append(received)
+		if self.server.deliver is not None:
+			# Hand the message on (e.g. into the recipients' mailboxes), off the event loop.
+			loop = asyncio.get_running_loop()
+			await loop.run_in_executor(None, self.server._deliver, received)
 		return "250 2.0.0 Message accepted"
 
 	async def auth_XOAUTH2(self, smtp: SMTP, args: list[str]) -> AuthResult:
@@ -131,6 +136,9 @@ class SMTPTestServer:
 		self.size_limit = size_limit
 		self.host = host
 		self.messages: list[ReceivedMessage] = []
+		#: Called with every accepted message after it is recorded (None: only recorded).
+		#: Runs in a worker thread; an exception is printed and the message stays accepted.
+		self.deliver: Callable[[ReceivedMessage], None] | None = None
 		# Every AUTH a client tried: (mechanism, user, password or token), accepted or not.
 		self.auth_attempts: list[tuple[str, str, str]] = []
 		self._rules = _Rules()
@@ -157,6 +165,12 @@ class SMTPTestServer:
 	def stop(self) -> None:
 		while self._controllers:
 			self._controllers.pop().stop()
+
+	def _deliver(self, received: ReceivedMessage) -> None:
+		try:
+			self.deliver(received)
+		except Exception as exc:
+			print(f"SMTPTestServer: deliver failed: {exc!r}", file=sys.stderr)
 
 	# -- test controls ----------------------------------------------------------
 

@@ -274,3 +274,42 @@ def test_bounce_names_the_message_it_returns_from_the_attached_original():
 def test_ordinary_mail_has_no_original_message_id():
 	raw = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: hi\r\nMessage-ID: <x@y>\r\n\r\nMessage-ID: <quoted@z>\r\n"
 	assert parse_message(raw).original_message_id is None
+
+
+def test_bounce_gives_the_returned_threading_headers_and_our_ticket_header():
+	raw = _dsn(
+		"Content-Type: text/rfc822-headers\r\n\r\n"
+		"From: support@example.com\r\nTo: gone@example.net\r\n"
+		"In-Reply-To: <customer-1@example.net>\r\nReferences: <customer-0@example.net>\r\n"
+		" <customer-1@example.net>\r\nX-Email-Flow-Ticket: TKT-00042; t=abcdefgh\r\n"
+	)
+	msg = parse_message(raw)
+	assert msg.is_bounce
+	assert msg.original_message_id is None
+	assert msg.returned.message_id is None
+	assert msg.returned.in_reply_to == "customer-1@example.net"
+	assert msg.returned.references == ["customer-0@example.net", "customer-1@example.net"]
+	assert msg.returned.ticket_header == "TKT-00042; t=abcdefgh"
+	assert [(b.address, b.status) for b in msg.bounce] == [("gone@example.net", "5.1.1")]
+
+
+def test_bounce_quoting_the_returned_headers_in_its_text():
+	raw = (
+		b"From: MAILER-DAEMON@mx.example.net\r\nTo: support@example.com\r\n"
+		b"Subject: failure notice\r\n\r\n"
+		b"Sorry, I wasn't able to deliver your message to:\r\n<gone@example.net>: mailbox full (5.2.2)\r\n\r\n"
+		b"--- Below this line is a copy of the message.\r\n\r\n"
+		b"From: support@example.com\r\nX-Email-Flow-Ticket: TKT-00007; t=zzzz\r\nSubject: Re: hi\r\n"
+	)
+	msg = parse_message(raw)
+	assert msg.is_bounce
+	assert msg.returned.ticket_header == "TKT-00007; t=zzzz"
+	assert msg.bounce[0].address == "gone@example.net"
+	assert msg.bounce[0].status == "5.2.2"
+
+
+def test_ordinary_mail_has_no_returned_headers():
+	raw = (
+		b"From: a@example.org\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nX-Email-Flow-Ticket: TKT-1; t=x\r\n"
+	)
+	assert parse_message(raw).returned is None

@@ -32,6 +32,7 @@ from email_flow_app.email_flow.services import (
 	acknowledge,
 	attachments,
 	contacts,
+	notify,
 	routing,
 	settings,
 	store,
@@ -368,9 +369,17 @@ def _process(inbound, msg: ParsedMessage) -> Outcome:
 	match = threads.find_ticket(msg)
 	facts = _ticket_facts(match.ticket) if match else None
 	if match and _is_past_reopen_window(facts, queue):
-		return _create_ticket(msg, queue, inbound, follows_up_on=match.ticket)
+		outcome = _create_ticket(msg, queue, inbound, follows_up_on=match.ticket)
+		_note(
+			match.ticket,
+			_("The customer wrote again after the reopen window: the follow-up is ticket {0}.").format(
+				outcome.ticket
+			),
+		)
+		return outcome
 	if match:
 		comm = _append(facts, msg, match.in_reply_to)
+		_after_customer_reply(facts)
 		return Outcome("Appended", None, match.ticket, comm, match.rule)
 
 	if not routing.addressed_directly(msg, queue):
@@ -389,6 +398,21 @@ def _process(inbound, msg: ParsedMessage) -> Outcome:
 			),
 		)
 	return _create_ticket(msg, queue, inbound)
+
+
+REOPENS = ("Closed", "Resolved")
+
+
+def _after_customer_reply(facts: frappe._dict) -> None:
+	"""A reopen is an entry in the timeline; the ticket's people are told of the reply."""
+	if facts.status in REOPENS:
+		_note(
+			facts.name,
+			_("Reopened: the customer wrote again (the ticket was {0}).").format(_(facts.status)),
+		)
+		notify.ticket_event(facts.name, "reopened")
+	else:
+		notify.ticket_event(facts.name, "reply")
 
 
 def _filed_before(message_id: str, name: str) -> tuple[str, str] | None:
@@ -413,33 +437,93 @@ def _recent_tickets(sender: str | None, window_minutes: int) -> int:
 
 
 def _filtered_as_note(msg: ParsedMessage, verdict: str) -> Outcome:
-	"""A caught message stays visible; an auto-reply or bounce to a ticket becomes a note on it."""
+	"""A caught message stays visible; an auto-reply or bounce to a ticket becomes a note on it.
+
+	A bounce's note names the failed recipients with their status code and the
+	mail system's words; the Communication that bounced shows "Bounced" (or
+	"Soft-Bounced" for a delay), and the ticket's people are told.
+	"""
 	match = threads.find_ticket(msg, include_bounced_original=True)
-	if match and (msg.auto_submitted or msg.is_bounce):
-		note = frappe.get_doc(
-			{
-				"doctype": "Comment",
-				"comment_type": "Comment",
-				"reference_doctype": "Ticket",
-				"reference_name": match.ticket,
-				"comment_email": msg.from_address,
-				"comment_by": msg.from_name or msg.from_address,
-				"content": _("Automatic message from {0} (not a customer reply): {1}<br><b>{2}</b>").format(
-					frappe.utils.escape_html(msg.from_address or "?"),
-					frappe.utils.escape_html(verdict),
-					frappe.utils.escape_html(msg.subject or ""),
-				),
-			}
-		)
-		note.insert(ignore_permissions=True)
-		return Outcome("Filtered", verdict, match.ticket, None, "note:" + match.rule)
-	return Outcome("Filtered", verdict)
+	if not (match and (msg.auto_submitted or msg.is_bounce)):
+		return Outcome("Filtered", verdict)
+	esc = frappe.utils.escape_html
+	content = _("Automatic message from {0} (not a customer reply): {1}<br><b>{2}</b>").format(
+		esc(msg.from_address or "?"), esc(verdict), esc(msg.subject or "")
+	)
+	if msg.is_bounce:
+		content = _("Delivery failed: {0} reports that the reply did not reach {1}.").format(
+			esc(msg.from_address or "?"),
+			esc(", ".join(b.address for b in msg.bounce) or _("a recipient it does not name")),
+		) + _bounce_details(msg)
+	note = frappe.get_doc(
+		{
+			"doctype": "Comment",
+			"comment_type": "Comment",
+			"reference_doctype": "Ticket",
+			"reference_name": match.ticket,
+			"comment_email": msg.from_address,
+			"comment_by": desk_text.fit(msg.from_name or msg.from_address or "", 140),
+			"content": content,
+		}
+	)
+	note.insert(ignore_permissions=True)
+	if msg.is_bounce:
+		bounced = _bounced_communication(match, msg)
+		if bounced:
+			permanent = any(b.permanent for b in msg.bounce) or not msg.bounce
+			frappe.db.set_value(
+				"Communication",
+				bounced,
+				"delivery_status",
+				"Bounced" if permanent else "Soft-Bounced",
+				update_modified=False,
+			)
+		notify.ticket_event(match.ticket, "bounce", content)
+	return Outcome("Filtered", verdict, match.ticket, None, "note:" + match.rule)
+
+
+def _bounce_details(msg: ParsedMessage) -> str:
+	esc = frappe.utils.escape_html
+	rows = []
+	for bounce in msg.bounce or []:
+		kind = _("permanent") if bounce.permanent else _("temporary, the mail system may retry")
+		parts = [f"<b>{esc(bounce.address)}</b>", esc(bounce.status or _("no status code")), kind]
+		if bounce.diagnostic and bounce.diagnostic.lower() != bounce.address:
+			parts.append(esc(bounce.diagnostic[:300]))
+		rows.append("<li>" + " · ".join(parts) + "</li>")
+	subject = f"<br>{esc(msg.subject)}" if msg.subject else ""
+	return (f"<ul>{''.join(rows)}</ul>" if rows else "") + subject
+
+
+def _bounced_communication(match, msg: ParsedMessage) -> str | None:
+	"""Our sent Communication the bounce returns: the one its Message-ID names, else the latest
+	sent one on the ticket to a failed recipient, else the latest sent one."""
+	if match.rule == "returned_message_id" and match.in_reply_to:
+		return match.in_reply_to  # the Communication whose Message-ID the report returns
+	sent = frappe.get_all(
+		"Communication",
+		filters={
+			"reference_doctype": "Ticket",
+			"reference_name": match.ticket,
+			"sent_or_received": "Sent",
+			"communication_type": "Communication",
+		},
+		fields=["name", "recipients", "cc"],
+		order_by="creation desc",
+		limit=20,
+	)
+	failed = {b.address for b in msg.bounce or []}
+	for row in sent:
+		people = f"{row.recipients or ''} {row.cc or ''}".lower()
+		if any(address in people for address in failed):
+			return row.name
+	return sent[0].name if sent else None
 
 
 def _ticket_facts(ticket: str) -> frappe._dict:
 	"""What filing a message on an existing Ticket reads from it, in one query."""
 	return frappe.db.get_value(
-		"Ticket", ticket, ["name", "status", "modified", "owner", "_comments"], as_dict=True
+		"Ticket", ticket, ["name", "status", "modified", "owner", "_comments", "_assign"], as_dict=True
 	)
 
 

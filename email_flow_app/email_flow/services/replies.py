@@ -19,6 +19,52 @@ def on_communication_insert(doc, method=None) -> None:
 		frappe.db.set_value("Ticket", doc.reference_name, "status", "Replied")
 
 
+def reply_defaults(ticket) -> dict:
+	"""What the Desk's composer starts with on a Ticket (Ticket.onload, read by email_flow_desk.js).
+
+	recipients: the customer; cc: the ticket's Cc, everyone else the customer's
+	messages went to (To and Cc, without our own addresses: a Cc stays on the
+	ticket when a later reply of the customer drops it); subject: "Re: <subject>" as text;
+	last_email: the customer's latest message, quoted below the reply; signature: the signature of
+	the Outgoing Channel the reply leaves through (none: the agent's own).
+	"""
+	from frappe.core.doctype.communication.communication import get_emails
+
+	from email_flow_app.email_flow.services import contacts, outbound, settings
+
+	received = frappe.get_all(
+		"Communication",
+		filters={
+			"reference_doctype": "Ticket",
+			"reference_name": ticket.name,
+			"communication_type": "Communication",
+			"sent_or_received": "Received",
+		},
+		fields=["name", "sender", "recipients", "cc"],
+		order_by="communication_date desc, creation desc",
+		limit=50,
+	)
+	last = received[:1]
+	customer = (ticket.raised_by or "").lower()
+	own = settings.own_addresses()
+	cc = []
+	for row in reversed(received):  # oldest first: the order people joined the conversation
+		for address in get_emails([row.recipients, row.cc]):
+			address = address.strip().lower()
+			if address and address not in own and address != customer and contacts.usable_address(address):
+				cc.append(address)
+	channel = outbound.ticket_channel(ticket.name) if ticket.name else None
+	signature = frappe.db.get_value("Outgoing Channel", channel, "signature") if channel else None
+	subject = desk_text.plain(ticket.subject or "")
+	return {
+		"recipients": customer if contacts.usable_address(customer) else "",
+		"cc": ", ".join(dict.fromkeys(cc)),
+		"subject": subject if subject.lower().startswith("re:") else f"Re: {subject}",
+		"last_email": last[0].name if last else None,
+		"signature": signature or "",
+	}
+
+
 def store_text_safely(doc, method=None) -> None:
 	"""Communication.validate on a Ticket: its subject and sender name as desk text.
 

@@ -24,6 +24,15 @@ def normalize_message_id(value: str | None) -> str:
 
 
 def find_ticket(msg: ParsedMessage, include_bounced_original: bool = False) -> TicketMatch | None:
+	"""The ticket `msg` belongs to, by the evidence of `thread_candidates` (nothing fuzzy).
+
+	With `include_bounced_original` (bounces and delivery reports), the message
+	it returns decides first: its Message-ID, then In-Reply-To/References (the
+	report's own and the returned message's), then our X-Email-Flow-Ticket
+	header in the returned part, verified by its token.
+	"""
+	if include_bounced_original and (msg.original_message_id or msg.returned):
+		return _bounced_ticket(msg)
 	for evidence in thread_candidates(msg):
 		kind, value = evidence.kind, evidence.value
 		if kind in ("in_reply_to", "references"):
@@ -37,10 +46,37 @@ def find_ticket(msg: ParsedMessage, include_bounced_original: bool = False) -> T
 		elif kind == "subject_tag":
 			if frappe.db.exists("Ticket", value) and is_participant(value, msg.from_address):
 				return TicketMatch(value, kind)
-	if include_bounced_original and msg.original_message_id:
+	return None
+
+
+def _bounced_ticket(msg: ParsedMessage) -> TicketMatch | None:
+	returned = msg.returned
+	if msg.original_message_id:
 		found = communication_for_message_id(msg.original_message_id)
 		if found:
 			return TicketMatch(found[1], "returned_message_id", found[0])
+	ids = [msg.in_reply_to, *reversed(msg.references)]
+	if returned:
+		ids += [returned.in_reply_to, *reversed(returned.references)]
+	for message_id in dict.fromkeys(filter(None, ids)):
+		found = communication_for_message_id(message_id)
+		if found:
+			return TicketMatch(found[1], "returned_in_reply_to", found[0])
+	ticket = verified_ticket_header(returned.ticket_header if returned else None)
+	if ticket:
+		return TicketMatch(ticket, "returned_ticket_header")
+	return None
+
+
+def verified_ticket_header(value: str | None) -> str | None:
+	"""The ticket our X-Email-Flow-Ticket header ("TKT-00001; t=<token>") names, if its token is ours."""
+	if not value or "t=" not in value:
+		return None
+	name, _sep, rest = value.partition(";")
+	token = rest.split("t=", 1)[1].split(";", 1)[0].strip() if "t=" in rest else ""
+	ticket = parse_ticket_token(token, settings.token_secret()) if token else None
+	if ticket and ticket == name.strip() and frappe.db.exists("Ticket", ticket):
+		return ticket
 	return None
 
 

@@ -37,6 +37,7 @@ class OutgoingChannel(Document):
 		password: DF.Password | None
 		port: DF.Int
 		security: DF.Literal["SSL", "STARTTLS", "Plain"]
+		signature: DF.TextEditor | None
 		status: DF.Literal["Active", "Failing", "Reconnect needed"]
 		username: DF.Data | None
 	# end: auto-generated types

@@ -57,6 +57,13 @@ class Ticket(Document):
 				_("You cannot move a ticket out of a queue you do not have access to.")
 			)
 
+	def onload(self):
+		# The composer's defaults (email_flow_desk.js): customer + Cc, "Re:", quote, channel signature.
+		from email_flow_app.email_flow.services.replies import reply_defaults
+
+		if not self.is_new():
+			self.set_onload("email_flow_reply", reply_defaults(self))
+
 	def on_trash(self):
 		"""The raw mail stays in the archive: its Inbound Email no longer points at the deleted ticket."""
 		frappe.db.set_value(
