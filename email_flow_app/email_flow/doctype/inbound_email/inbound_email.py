@@ -56,3 +56,9 @@ class InboundEmail(Document):
 		frappe.db.commit()
 		release_locks()
 		return outcome.status
+
+
+def on_doctype_update():
+	"""Indexes of the hot queries (also added to existing sites by a patch)."""
+	# The sweep of Received rows per queue, the Failed/Filtered lists per queue.
+	frappe.db.add_index("Inbound Email", ["status", "email_queue"])

@@ -94,3 +94,11 @@ class Ticket(Document):
 			yield
 		finally:
 			self.description = description
+
+
+def on_doctype_update():
+	"""Indexes of the hot queries (also added to existing sites by a patch)."""
+	# The per-sender rate cap: raised_by in (...) and creation > now - window.
+	frappe.db.add_index("Ticket", ["raised_by", "creation"])
+	# Lists and counts by queue (the restricted-queue condition names queues) and status.
+	frappe.db.add_index("Ticket", ["email_queue", "status", "modified"])
