@@ -14,7 +14,10 @@ fixtures = [
 	{"dt": "Role", "filters": [["role_name", "in", ["Support Agent", "Support Manager"]]]},
 ]
 
+after_install = "email_flow_app.install.after_install"
 before_uninstall = "email_flow_app.install.before_uninstall"
+# A Contact's form lists the customer's tickets.
+override_doctype_dashboards = {"Contact": "email_flow_app.install.contact_dashboard"}
 
 extend_bootinfo = "email_flow_app.email_flow.boot.extend_bootinfo"
 

@@ -4,6 +4,52 @@ import frappe
 
 from email_flow_app.email_flow.services.channel_admin import PROXY_PREFIX
 
+AGENT_ROLE = "Support Agent"
+
+
+def after_install() -> None:
+	grant_agents_contact_read()
+
+
+def grant_agents_contact_read() -> None:
+	"""Support Agents read Contacts: the ticket's customer and, from there, their other tickets.
+
+	Read and select only (no write, create, export or delete), as a Custom DocPerm:
+	Frappe then takes Contact's permissions from Custom DocPerm, so its standard
+	rules are copied there first (frappe.permissions.setup_custom_perms).
+	"""
+	from frappe.permissions import setup_custom_perms
+
+	if not frappe.db.exists("Role", AGENT_ROLE):
+		return
+	setup_custom_perms("Contact")
+	if frappe.db.exists("Custom DocPerm", {"parent": "Contact", "role": AGENT_ROLE, "permlevel": 0}):
+		return
+	frappe.get_doc(
+		{
+			"doctype": "Custom DocPerm",
+			"parent": "Contact",
+			"parenttype": "DocType",
+			"parentfield": "permissions",
+			"role": AGENT_ROLE,
+			"permlevel": 0,
+			"read": 1,
+			"select": 1,
+		}
+	).insert(ignore_permissions=True)
+	frappe.clear_cache(doctype="Contact")
+
+
+def contact_dashboard(data: dict) -> dict:
+	"""override_doctype_dashboards: a Contact's form shows their tickets (Connections)."""
+	data = frappe._dict(data or {})
+	data.setdefault("fieldname", "contact")
+	data.setdefault("non_standard_fieldnames", {})["Ticket"] = "contact"
+	transactions = data.setdefault("transactions", [])
+	if not any("Ticket" in (group.get("items") or []) for group in transactions):
+		transactions.append({"label": frappe._("Support"), "items": ["Ticket"]})
+	return data
+
 
 def before_uninstall() -> None:
 	"""Remove the proxy Email Accounts of our Outgoing Channels.

@@ -17,7 +17,8 @@ seconds, from the queue's address, with no Reply-To naming the agent and no unsu
 footer; 4. the customer's answer lands on the same ticket: Open, the assignee notified, the
 timeline in order; 5. the agent closes it, the customer writes again: reopened, in the
 timeline, notified; 6. a reply bounces: the note names the recipient and the reason, the
-Communication shows "Bounced".
+Communication shows "Bounced"; 7. the agent opens the ticket's Contact and, from it, the
+customer's tickets. No error popup and no 401/403 answer on the way.
 """
 
 import datetime
@@ -409,6 +410,24 @@ class TestTeamLoopWithRealActors(SiteTestCase):
 		note.scroll_into_view_if_needed()
 		w.page.mouse.wheel(0, 250)  # the note and, below it, the reply that bounced
 		w.shot("11-loop-6-bounced")
+
+		# 7. The ticket's Contact, and from it the customer's other tickets.
+		contact = frappe.db.get_value("Ticket", ticket, "contact")
+		w.page.locator('[data-fieldname="contact"] input').first.focus()  # shows the link's open button
+		w.page.locator('[data-fieldname="contact"] .btn-open').first.click()
+		w.page.wait_for_function(
+			"(name) => frappe.get_route()[0] === 'Form' && frappe.get_route()[1] === 'Contact'"
+			" && frappe.get_route()[2] === name",
+			arg=contact,
+		)
+		page = w.page.locator("#page-Contact")
+		expect(page.locator(".title-text").first).to_contain_text("Carla Customer")
+		tickets_link = page.locator('.form-dashboard .document-link[data-doctype="Ticket"]').first
+		tickets_link.wait_for()
+		expect(tickets_link.locator(".count")).to_have_text("1")
+		w.shot("11-loop-7-contact")
+		tickets_link.locator(".badge-link").click()
+		w.page.locator(".list-row-container", has_text=subject).first.wait_for()
 
 		popups += error_popups()
 		self.assertEqual(popups, [])
