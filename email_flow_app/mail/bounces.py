@@ -289,36 +289,6 @@ def detect_bounce(
 	return None
 
 
-_MESSAGE_ID_LINE = re.compile(r"^\s*Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
-
-
-def original_message_id(root: email.message.Message, text: str) -> str | None:
-	"""The Message-ID of the message a delivery report returns, without angle brackets.
-
-	Looks in the returned message (``message/rfc822``) or its headers
-	(``text/rfc822-headers``), then in the report's text, where many MTAs
-	quote the original headers. None when the report does not say.
-	"""
-	for part in root.walk():
-		ctype = part.get_content_type()
-		if ctype == "message/rfc822":
-			inner = part.get_payload()
-			if isinstance(inner, list) and inner and isinstance(inner[0], email.message.Message):
-				value = inner[0].get("Message-ID")
-				if value:
-					found = _MESSAGE_ID_LINE.search(f"Message-ID: {value}")
-					if found:
-						return found.group(1)
-		elif ctype in ("text/rfc822-headers", "message/rfc822-headers"):
-			raw = part.get_payload(decode=True)
-			if isinstance(raw, bytes):
-				found = _MESSAGE_ID_LINE.search(raw.decode("ascii", errors="replace"))
-				if found:
-					return found.group(1)
-	found = _MESSAGE_ID_LINE.search(text or "")
-	return found.group(1) if found else None
-
-
 _HEADER_LINE = re.compile(
 	r"^\s*(Message-ID|In-Reply-To|References|X-Email-Flow-Ticket):[ \t]*(.*(?:\r?\n[ \t]+.*)*)",
 	re.IGNORECASE | re.MULTILINE,
@@ -329,11 +299,11 @@ def returned_headers(root: email.message.Message, text: str) -> ReturnedHeaders 
 	"""Message-ID, In-Reply-To, References and X-Email-Flow-Ticket of the returned message.
 
 	Read from the attached copy (``message/rfc822``) or its headers
-	(``text/rfc822-headers``), else from header lines the report's text quotes.
-	None when the report names none of them.
+	(``text/rfc822-headers``); with no Message-ID there, also from the header
+	lines the report's text quotes. None when the report names none of them.
 	"""
 	values: dict[str, str] = {}
-	for part in root.walk():
+	for part in root.walk():  # every returned copy or header block; the first one naming a header wins
 		ctype = part.get_content_type()
 		block = ""
 		if ctype == "message/rfc822":
@@ -346,9 +316,8 @@ def returned_headers(root: email.message.Message, text: str) -> ReturnedHeaders 
 				block = raw[:200_000].decode("utf-8", errors="replace")
 		for match in _HEADER_LINE.finditer(block):
 			values.setdefault(match.group(1).lower(), unfold(match.group(2)))
-		if values:
-			break
-	if not values:
+	if "message-id" not in values:
+		# Many MTAs quote the returned headers in the report's text.
 		quoted = (text or "")[:200_000]
 		marker = _ORIGINAL_MARKERS.search(quoted)
 		for match in _HEADER_LINE.finditer(quoted[marker.start() :] if marker else quoted):

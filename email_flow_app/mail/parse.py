@@ -442,8 +442,8 @@ def _build(raw: bytes) -> ParsedMessage:
 	if msg.bounce is not None and msg.auto_submitted is None:
 		msg.auto_submitted = "bounce"
 	if msg.bounce is not None or root.get_content_type() == "multipart/report":
-		msg.original_message_id = bounces.original_message_id(root, msg.text)
 		msg.returned = bounces.returned_headers(root, msg.text)
+		msg.original_message_id = msg.returned.message_id if msg.returned else None
 	msg.suppress_auto_reply = autoreply.suppress_reason(get)
 	if msg.suppress_auto_reply is None and msg.auto_submitted is not None:
 		msg.suppress_auto_reply = f"machine-written ({msg.auto_submitted})"

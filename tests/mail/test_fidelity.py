@@ -3,12 +3,11 @@ multipart/alternative, very large bodies, and bounces from non-English mail syst
 
 from __future__ import annotations
 
-import tracemalloc
-
 import pytest
 
 from email_flow_app.mail import parse_message
 from email_flow_app.mail.parse import MAX_BODY_CHARS
+from tests.mail.test_parse import parse_with_peak_memory
 
 
 def crlf(data: bytes) -> bytes:
@@ -96,12 +95,7 @@ def test_24_mb_text_body_is_capped_and_memory_stays_under_4x():
 	body = line * (24 * 1024 * 1024 // len(line))
 	data = crlf(b"From: a@b.example\nSubject: huge log\nContent-Type: text/plain\n\n") + body
 	del body
-	tracemalloc.start()
-	try:
-		msg = parse_message(data)
-		_current, peak = tracemalloc.get_traced_memory()
-	finally:
-		tracemalloc.stop()
+	msg, peak = parse_with_peak_memory(data)
 	assert msg.body_truncated
 	assert len(msg.text) <= MAX_BODY_CHARS
 	assert msg.text.startswith("All work and no play")

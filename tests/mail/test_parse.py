@@ -10,6 +10,17 @@ import tracemalloc
 from email_flow_app.mail import parse_message
 
 
+def parse_with_peak_memory(data: bytes):
+	"""(parse_message(data), the peak of memory it allocated, in bytes)."""
+	tracemalloc.start()
+	try:
+		msg = parse_message(data)
+		_current, peak = tracemalloc.get_traced_memory()
+	finally:
+		tracemalloc.stop()
+	return msg, peak
+
+
 def raw(text: str) -> bytes:
 	return text.replace("\n", "\r\n").encode("utf-8")
 
@@ -212,12 +223,7 @@ def test_25_mb_attachment_peak_memory_under_4x_message_size():
 	)
 	data = head + encoded + b"--B--\r\n"
 	del encoded
-	tracemalloc.start()
-	try:
-		msg = parse_message(data)
-		_current, peak = tracemalloc.get_traced_memory()
-	finally:
-		tracemalloc.stop()
+	msg, peak = parse_with_peak_memory(data)
 	assert msg.text.strip() == "see attached"
 	assert len(msg.attachments) == 1 and msg.attachments[0].payload == payload
 	assert peak < 4 * len(data), f"peak {peak / 1e6:.0f} MB for a {len(data) / 1e6:.0f} MB message"

@@ -500,18 +500,7 @@ def _bounced_communication(match, msg: ParsedMessage) -> str | None:
 	sent one on the ticket to a failed recipient, else the latest sent one."""
 	if match.rule == "returned_message_id" and match.in_reply_to:
 		return match.in_reply_to  # the Communication whose Message-ID the report returns
-	sent = frappe.get_all(
-		"Communication",
-		filters={
-			"reference_doctype": "Ticket",
-			"reference_name": match.ticket,
-			"sent_or_received": "Sent",
-			"communication_type": "Communication",
-		},
-		fields=["name", "recipients", "cc"],
-		order_by="creation desc",
-		limit=20,
-	)
+	sent = threads.ticket_emails(match.ticket, "Sent", ["name", "recipients", "cc"], limit=20)
 	failed = {b.address for b in msg.bounce or []}
 	for row in sent:
 		people = f"{row.recipients or ''} {row.cc or ''}".lower()

@@ -30,20 +30,9 @@ def reply_defaults(ticket) -> dict:
 	"""
 	from frappe.core.doctype.communication.communication import get_emails
 
-	from email_flow_app.email_flow.services import contacts, outbound, settings
+	from email_flow_app.email_flow.services import contacts, outbound, settings, threads
 
-	received = frappe.get_all(
-		"Communication",
-		filters={
-			"reference_doctype": "Ticket",
-			"reference_name": ticket.name,
-			"communication_type": "Communication",
-			"sent_or_received": "Received",
-		},
-		fields=["name", "sender", "recipients", "cc"],
-		order_by="communication_date desc, creation desc",
-		limit=50,
-	)
+	received = threads.ticket_emails(ticket.name, "Received", ["name", "recipients", "cc"], limit=50)
 	last = received[:1]
 	customer = (ticket.raised_by or "").lower()
 	own = settings.own_addresses()

@@ -8,9 +8,10 @@ message (a worker killed after the commit, a retried webhook) a no-op.
 import datetime
 import hashlib
 import os
+from zoneinfo import ZoneInfo
 
 import frappe
-from frappe.utils import get_files_path, now_datetime
+from frappe.utils import add_to_date, get_files_path, get_system_timezone, now_datetime
 
 from email_flow_app.email_flow.services import attachments, settings
 from email_flow_app.mail import ParsedMessage, desk_text, normalize_message_id, parse_headers
@@ -24,10 +25,6 @@ def local_date(date: datetime.datetime | None) -> datetime.datetime | None:
 	None when it is missing, has no zone, or is more than a day in the future
 	(a sender's clock cannot reorder the timeline that far).
 	"""
-	from zoneinfo import ZoneInfo
-
-	from frappe.utils import add_to_date, get_system_timezone
-
 	if date is None or date.tzinfo is None:
 		return None
 	local = date.astimezone(ZoneInfo(get_system_timezone())).replace(tzinfo=None)

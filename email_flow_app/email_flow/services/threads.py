@@ -135,6 +135,22 @@ def communication_for_message_id(message_id: str) -> tuple[str, str] | None:
 	return (rows[0][0], rows[0][1]) if rows else None
 
 
+def ticket_emails(ticket: str, sent_or_received: str, fields: list[str], limit: int) -> list[frappe._dict]:
+	"""The ticket's emails that were "Sent" or "Received", newest first."""
+	return frappe.get_all(
+		"Communication",
+		filters={
+			"reference_doctype": "Ticket",
+			"reference_name": ticket,
+			"communication_type": "Communication",
+			"sent_or_received": sent_or_received,
+		},
+		fields=fields,
+		order_by="communication_date desc, creation desc",
+		limit=limit,
+	)
+
+
 def is_participant(ticket: str, address: str | None) -> bool:
 	"""The customer who raised the ticket, or anyone who wrote or was written to on it."""
 	address = (address or "").lower()

@@ -267,6 +267,7 @@ def _cleanup(tag: str) -> None:
 		("Communication", "reference_name", tickets),
 		("Comment", "reference_name", tickets),
 		("ToDo", "reference_name", tickets),
+		("Notification Log", "document_name", tickets),
 	):
 		if names:
 			frappe.db.delete(doctype, {field: ("in", names)})

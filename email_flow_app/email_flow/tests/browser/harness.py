@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import frappe
 import requests
@@ -309,6 +310,20 @@ class UIWorld:
 		)
 		if not response.ok:
 			raise RuntimeError(f"login failed: {response.status} {response.text()[:300]}")
+
+	def forward(self, queue: str, raw: bytes) -> str:
+		"""POST `raw` to the forwarding webhook of `queue` (the real ingest path); the ticket made."""
+		from frappe.utils.password import get_decrypted_password
+
+		secret = get_decrypted_password("Incoming Email Queue", queue, "forwarding_secret")
+		posted = requests.post(
+			f"{self.web.url}/api/method/email_flow_app.email_flow.api.receive_forwarded?queue={quote(queue)}",
+			data=raw,
+			headers={"Content-Type": "message/rfc822", "X-Email-Flow-Secret": secret},
+			timeout=60,
+		)
+		posted.raise_for_status()
+		return posted.json()["message"]["ticket"]
 
 	def goto(self, route: str) -> None:
 		self.page.goto(f"{self.web.url}{route}")

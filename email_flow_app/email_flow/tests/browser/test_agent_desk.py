@@ -9,20 +9,23 @@ there must be none.
 
 import email
 import email.policy
-from urllib.parse import quote
 
 import frappe
-import requests
-from frappe.utils.password import get_decrypted_password, update_password
+from frappe.utils.password import update_password
 from playwright.sync_api import expect
 
 from email_flow_app.email_flow.tests.browser.harness import UIWorld
 from email_flow_app.email_flow.tests.test_permissions_and_forwarding import make_user
-from email_flow_app.email_flow.tests.utils import CUSTOMER, SiteTestCase, customer_email, run_worker
+from email_flow_app.email_flow.tests.utils import (
+	CUSTOMER,
+	SiteTestCase,
+	cleanup,
+	customer_email,
+	run_worker,
+)
 
 AGENT_PASSWORD = "Agent-pw-1!"
 PDF = b"%PDF-1.4\n% the customer's invoice\n"
-WEBHOOK = "/api/method/email_flow_app.email_flow.api.receive_forwarded"
 
 
 class TestPlainAgentWorksATicket(SiteTestCase):
@@ -61,18 +64,10 @@ class TestPlainAgentWorksATicket(SiteTestCase):
 				}
 			).insert(ignore_permissions=True)
 			frappe.db.commit()
-			secret = get_decrypted_password("Incoming Email Queue", cls.queue.name, "forwarding_secret")
 			mail = customer_email(
 				w.address("support"), subject=f"Invoice question {w.tag}", attachment=("invoice.pdf", PDF)
 			)
-			posted = requests.post(
-				f"{w.web.url}{WEBHOOK}?queue={quote(cls.queue.name)}",
-				data=mail.as_bytes(),
-				headers={"Content-Type": "message/rfc822", "X-Email-Flow-Secret": secret},
-				timeout=60,
-			)
-			posted.raise_for_status()
-			cls.ticket = posted.json()["message"]["ticket"]
+			cls.ticket = w.forward(cls.queue.name, mail.as_bytes())
 			frappe.db.rollback()
 		except BaseException:
 			w.stop()
@@ -82,21 +77,7 @@ class TestPlainAgentWorksATicket(SiteTestCase):
 	def tearDownClass(cls):
 		w = cls.world
 		frappe.db.rollback()
-		for name in frappe.get_all("Ticket", filters={"email_queue": cls.queue.name}, pluck="name"):
-			for doctype, field in (
-				("Communication", "reference_name"),
-				("Comment", "reference_name"),
-				("ToDo", "reference_name"),
-			):
-				frappe.db.delete(doctype, {field: name})
-			frappe.delete_doc("Ticket", name, force=True, ignore_permissions=True)
-		from email_flow_app.email_flow.services.retention import removing_raw_mail
-
-		with removing_raw_mail():
-			for name in frappe.get_all(
-				"Inbound Email", filters={"email_queue": cls.queue.name}, pluck="name"
-			):
-				frappe.delete_doc("Inbound Email", name, force=True, ignore_permissions=True)
+		cleanup(w.tag)  # the queue and channel, their tickets, records and raw mail
 		frappe.db.delete("Email Queue", {"sender": ("like", f"%{w.tag}%")})
 		frappe.db.delete("Notification Log", {"for_user": cls.agent})
 		frappe.delete_doc("User", cls.agent, force=True, ignore_permissions=True)

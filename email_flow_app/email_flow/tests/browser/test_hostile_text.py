@@ -9,15 +9,13 @@ there must be none. The subject the agent reads (list, form title, timeline) is 
 from urllib.parse import quote
 
 import frappe
-import requests
-from frappe.utils.password import get_decrypted_password, update_password
+from frappe.utils.password import update_password
 
 from email_flow_app.email_flow.tests.browser.harness import UIWorld
 from email_flow_app.email_flow.tests.test_permissions_and_forwarding import make_user
-from email_flow_app.email_flow.tests.utils import SiteTestCase, customer_email
+from email_flow_app.email_flow.tests.utils import SiteTestCase, cleanup, customer_email
 
 AGENT_PASSWORD = "Agent-pw-1!"
-WEBHOOK = "/api/method/email_flow_app.email_flow.api.receive_forwarded"
 SUBJECTS = [
 	'Invoice 42 <img src=x onerror="alert(document.domain)"',
 	"<script>alert('script')</script> order 7",
@@ -62,7 +60,6 @@ class TestHostileTextReadsAsText(SiteTestCase):
 				}
 			).insert(ignore_permissions=True)
 			frappe.db.commit()
-			secret = get_decrypted_password("Incoming Email Queue", cls.queue.name, "forwarding_secret")
 			cls.tickets = {}
 			for index, subject in enumerate(SUBJECTS):
 				mail = customer_email(
@@ -72,14 +69,7 @@ class TestHostileTextReadsAsText(SiteTestCase):
 					body=f"Body of case {index}: <b>not bold</b> <img src=q onerror=alert(9)>",
 					attachment=(HOSTILE_FILE, b"%PDF-1.4\n"),
 				)
-				posted = requests.post(
-					f"{w.web.url}{WEBHOOK}?queue={quote(cls.queue.name)}",
-					data=mail.as_bytes(),
-					headers={"Content-Type": "message/rfc822", "X-Email-Flow-Secret": secret},
-					timeout=60,
-				)
-				posted.raise_for_status()
-				cls.tickets[subject] = posted.json()["message"]["ticket"]
+				cls.tickets[subject] = w.forward(cls.queue.name, mail.as_bytes())
 			frappe.db.rollback()
 		except BaseException:
 			w.stop()
@@ -89,18 +79,7 @@ class TestHostileTextReadsAsText(SiteTestCase):
 	def tearDownClass(cls):
 		w = cls.world
 		frappe.db.rollback()
-		for name in frappe.get_all("Ticket", filters={"email_queue": cls.queue.name}, pluck="name"):
-			for doctype in ("Communication", "Comment", "ToDo"):
-				frappe.db.delete(doctype, {"reference_name": name})
-			frappe.delete_doc("Ticket", name, force=True, ignore_permissions=True)
-		from email_flow_app.email_flow.services.retention import removing_raw_mail
-
-		with removing_raw_mail():
-			for name in frappe.get_all(
-				"Inbound Email", filters={"email_queue": cls.queue.name}, pluck="name"
-			):
-				frappe.delete_doc("Inbound Email", name, force=True, ignore_permissions=True)
-		frappe.delete_doc("Incoming Email Queue", cls.queue.name, force=True, ignore_permissions=True)
+		cleanup(w.tag)  # the queue, its tickets, their records, the raw mail
 		frappe.delete_doc("User", cls.agent, force=True, ignore_permissions=True)
 		frappe.db.commit()
 		w.stop()

@@ -37,7 +37,7 @@ from playwright.sync_api import expect
 
 from email_flow_app.email_flow.tests.browser.harness import UIWorld
 from email_flow_app.email_flow.tests.test_permissions_and_forwarding import make_user
-from email_flow_app.email_flow.tests.utils import SiteTestCase, run_worker
+from email_flow_app.email_flow.tests.utils import SiteTestCase, cleanup, run_worker
 from email_flow_app.testing.smtp_server import ReceivedMessage
 
 AGENT_PASSWORD = "Agent-pw-1!"
@@ -215,18 +215,7 @@ class TestTeamLoopWithRealActors(SiteTestCase):
 		frappe.db.rollback()
 		frappe.db.set_single_value("System Settings", "time_zone", cls.saved_zone)
 		frappe.clear_cache()
-		for name in frappe.get_all("Ticket", filters={"email_queue": cls.queue.name}, pluck="name"):
-			for doctype in ("Communication", "Comment", "ToDo", "Notification Log"):
-				field = "document_name" if doctype == "Notification Log" else "reference_name"
-				frappe.db.delete(doctype, {field: name})
-			frappe.delete_doc("Ticket", name, force=True, ignore_permissions=True)
-		from email_flow_app.email_flow.services.retention import removing_raw_mail
-
-		with removing_raw_mail():
-			for name in frappe.get_all(
-				"Inbound Email", filters={"email_queue": cls.queue.name}, pluck="name"
-			):
-				frappe.delete_doc("Inbound Email", name, force=True, ignore_permissions=True)
+		cleanup(w.tag)  # the queue and channel, their tickets, records, notifications, raw mail
 		frappe.db.delete("Email Queue", {"sender": ("like", f"%{w.tag}%")})
 		frappe.db.delete("Notification Log", {"for_user": cls.agent})
 		frappe.delete_doc("User", cls.agent, force=True, ignore_permissions=True)
