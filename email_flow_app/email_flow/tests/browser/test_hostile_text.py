@@ -3,7 +3,8 @@
 Real headless Chromium, logged in as a plain Support Agent. The tickets come in through the
 forwarding webhook (the real ingest path). window.alert/confirm/prompt are wrapped before any
 page script runs and every dialog is counted, as is every request to a host the mail named:
-there must be none. The subject the agent reads (list, form title, timeline) is the original.
+there must be none. The subject the agent reads (list, form title, timeline) is the original,
+and so is one the agent plants through the REST API.
 """
 
 from urllib.parse import quote
@@ -118,6 +119,25 @@ class TestHostileTextReadsAsText(SiteTestCase):
 			self.assertIn("report", attachments)
 			if index in (0, 3):
 				w.shot(f"12-hostile-{index + 2}-ticket-{index}")
+
+		# The attacker is any logged-in user on the REST API: an agent sets a subject directly.
+		ticket = self.tickets[SUBJECTS[0]]
+		planted = '<svg onload="alert(10)"> Planted <img src=x onerror=alert(11)'
+		answer = w.context.request.put(
+			f"{w.web.url}/api/resource/Ticket/{ticket}",
+			data={"subject": planted},
+			headers={"X-Frappe-CSRF-Token": w.page.evaluate("frappe.csrf_token")},
+		)
+		self.assertEqual(answer.status, 200, answer.text()[:300])
+		w.goto(f"/app/ticket/{ticket}")
+		title = w.page.locator(".title-text").first
+		title.wait_for()
+		w.page.wait_for_timeout(500)
+		self.assertEqual(" ".join(title.inner_text().split()), " ".join(planted.split()))
+		w.fresh()
+		stored = frappe.db.get_value("Ticket", ticket, "subject")
+		self.assertIn("Planted", stored)
+		self.assertNotIn("<", stored)
 
 		dialogs = w.page.evaluate("window.__efDialogs")
 		self.assertEqual(dialogs, [])
