@@ -33,11 +33,13 @@ class IncomingEmailQueue(Document):
 		email_address: DF.Data
 		enabled: DF.Check
 		failure_count: DF.Int
+		first_response_hours: DF.Float
 		folders: DF.Table[IncomingEmailQueueFolder]
 		forwarding_secret: DF.Password | None
 		google_client_id: DF.Data | None
 		google_client_secret: DF.Password | None
 		google_refresh_token: DF.Password | None
+		holiday_list: DF.Link | None
 		host: DF.Data | None
 		last_assigned_to: DF.Link | None
 		last_error: DF.SmallText | None
@@ -54,11 +56,14 @@ class IncomingEmailQueue(Document):
 		port: DF.Int
 		queue_name: DF.Data
 		reopen_window_days: DF.Int
+		resolution_hours: DF.Float
 		restrict_to_agents: DF.Check
 		security: DF.Literal["SSL", "STARTTLS", "Plain"]
 		send_acknowledgement: DF.Check
 		status: DF.Literal["Active", "Failing", "Reconnect needed", "Disabled"]
 		username: DF.Data | None
+		workday_end: DF.Time | None
+		workday_start: DF.Time | None
 	# end: auto-generated types
 
 	def validate(self):
