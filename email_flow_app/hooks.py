@@ -12,6 +12,8 @@ require_type_annotated_api_methods = True
 # Roles shipped with the app (synced on install and migrate).
 fixtures = [
 	{"dt": "Role", "filters": [["role_name", "in", ["Support Agent", "Support Manager"]]]},
+	# The Support workspace's counts block (drawn by public/js/email_flow_desk.js).
+	{"dt": "Custom HTML Block", "filters": [["name", "in", ["Support desk counts"]]]},
 ]
 
 after_install = "email_flow_app.install.after_install"
@@ -44,6 +46,8 @@ doc_events = {
 	# A restricted queue's ticket is assigned or shared only with its agents.
 	"ToDo": {"validate": "email_flow_app.email_flow.permissions.check_assignment"},
 	"DocShare": {"validate": "email_flow_app.email_flow.permissions.check_assignment"},
+	# Support Agents land on the Support workspace (unless they chose another).
+	"User": {"validate": "email_flow_app.install.default_support_workspace"},
 	# The raw-mail archive is append-only: its .eml Files go only by the retention rule.
 	"File": {
 		"on_trash": "email_flow_app.email_flow.services.retention.protect_raw_file",

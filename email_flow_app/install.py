@@ -7,8 +7,39 @@ from email_flow_app.email_flow.services.channel_admin import PROXY_PREFIX
 AGENT_ROLE = "Support Agent"
 
 
+SUPPORT_WORKSPACE = "Support"
+SUPPORT_ROLES = {"Support Agent", "Support Manager"}
+
+
 def after_install() -> None:
 	grant_agents_contact_read()
+	setup_agent_desk()
+
+
+def setup_agent_desk() -> None:
+	"""Agents land on the Support workspace; the Ticket list has room for its columns."""
+	for user in frappe.get_all(
+		"Has Role",
+		filters={"role": ("in", list(SUPPORT_ROLES)), "parenttype": "User"},
+		pluck="parent",
+		distinct=True,
+	):
+		if not frappe.db.get_value("User", user, "default_workspace"):
+			frappe.db.set_value("User", user, "default_workspace", SUPPORT_WORKSPACE, update_modified=False)
+	if not frappe.db.exists("List View Settings", "Ticket"):
+		# Subject, status, customer, queue and "customer wrote" fit a 1366-pixel screen.
+		frappe.get_doc({"doctype": "List View Settings", "name": "Ticket", "total_fields": "6"}).insert(
+			ignore_permissions=True
+		)
+
+
+def default_support_workspace(user, method=None) -> None:
+	"""User.validate: a Support Agent or Manager without a default workspace gets Support (by role;
+	a user's own choice stays)."""
+	if user.default_workspace or not frappe.db.exists("Workspace", SUPPORT_WORKSPACE):
+		return
+	if SUPPORT_ROLES & {row.role for row in user.get("roles") or []}:
+		user.default_workspace = SUPPORT_WORKSPACE
 
 
 def grant_agents_contact_read() -> None:

@@ -32,6 +32,7 @@ from email_flow_app.email_flow.services import (
 	acknowledge,
 	attachments,
 	contacts,
+	desk,
 	notify,
 	routing,
 	settings,
@@ -350,6 +351,10 @@ def _process(inbound, msg: ParsedMessage) -> Outcome:
 				thread_rule="duplicate",
 			)
 
+	forced = _forced_note(inbound.name)
+	if forced:
+		return _file_forced(msg, inbound, forced)
+
 	loop_settings = settings.loop_settings()
 	verdict = loop_verdict(msg, settings.own_addresses(), loop_settings)
 	if verdict:
@@ -379,6 +384,7 @@ def _process(inbound, msg: ParsedMessage) -> Outcome:
 		return outcome
 	if match:
 		comm = _append(facts, msg, match.in_reply_to)
+		desk.customer_replied(facts, now_datetime())
 		_after_customer_reply(facts)
 		return Outcome("Appended", None, match.ticket, comm, match.rule)
 
@@ -398,6 +404,34 @@ def _process(inbound, msg: ParsedMessage) -> Outcome:
 			),
 		)
 	return _create_ticket(msg, queue, inbound)
+
+
+# -- "Create ticket anyway": a manager files a Filtered message as a new ticket ------------------
+
+
+def process_forced(name: str, note: str) -> Outcome:
+	"""File Inbound Email `name` as a new ticket past the loop verdict, rate cap, Cc policy and
+	threading; `note` goes on the ticket and the Inbound Email. The duplicate check stays: a
+	Message-ID that is already a ticket is not filed twice. The caller commits."""
+	with settings.run_cache():
+		settings.run_state("forced")[name] = note
+		try:
+			return process_inbound(name)
+		finally:
+			settings.run_state("forced").pop(name, None)
+
+
+def _forced_note(name: str) -> str | None:
+	return settings.run_state("forced").get(name)
+
+
+def _file_forced(msg: ParsedMessage, inbound, note: str) -> Outcome:
+	oversize = attachments.oversize_to_quarantine(msg)
+	if oversize:  # the size limit protects the site, not the loop firewall: it still holds
+		return Outcome("Filtered", _("Quarantined: attachments over the size limit ({0})").format(oversize))
+	outcome = _create_ticket(msg, routing.target_queue(msg, inbound.email_queue), inbound)
+	_note(outcome.ticket, note)
+	return Outcome("Ticket Created", note, outcome.ticket, outcome.communication, "forced")
 
 
 REOPENS = ("Closed", "Resolved")
@@ -554,6 +588,8 @@ def _create_ticket(msg: ParsedMessage, queue: str, inbound, follows_up_on: str |
 			"contact": contact,
 			"email_queue": queue,
 			"status": "Open",
+			"needs_reply": 1,
+			"last_customer_message_on": now_datetime(),
 			"message_id": threads.normalize_message_id(msg.message_id) or None,
 			"reopened_from": follows_up_on,
 		}

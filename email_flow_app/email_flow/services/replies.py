@@ -1,10 +1,9 @@
-"""An agent's reply on a Ticket sets it Replied (DESIGN.md flow, status rule)."""
+"""An agent's reply on a Ticket sets it Replied (DESIGN.md flow, status rule) and clears "needs reply"."""
 
 import frappe
 
+from email_flow_app.email_flow.services import desk
 from email_flow_app.mail import desk_text
-
-AGENT_REPLY_SETS = {"Open", "Pending"}
 
 
 def on_communication_insert(doc, method=None) -> None:
@@ -14,9 +13,7 @@ def on_communication_insert(doc, method=None) -> None:
 		or doc.sent_or_received != "Sent"
 	):
 		return
-	status = frappe.db.get_value("Ticket", doc.reference_name, "status")
-	if status in AGENT_REPLY_SETS:
-		frappe.db.set_value("Ticket", doc.reference_name, "status", "Replied")
+	desk.agent_replied(doc.reference_name)
 
 
 def reply_defaults(ticket) -> dict:

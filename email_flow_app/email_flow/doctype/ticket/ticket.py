@@ -8,6 +8,7 @@ from frappe import _
 from frappe.model.document import Document
 
 from email_flow_app.email_flow import permissions
+from email_flow_app.email_flow.services import desk, sla
 from email_flow_app.mail import desk_text
 
 
@@ -23,16 +24,25 @@ class Ticket(Document):
 		contact: DF.Link | None
 		customer_name: DF.Data | None
 		description: DF.TextEditor | None
+		due_by: DF.Datetime | None
 		email_queue: DF.Link | None
 		first_responded_on: DF.Datetime | None
+		last_customer_message_on: DF.Datetime | None
 		message_id: DF.SmallText | None
+		needs_reply: DF.Check
 		outgoing_channel: DF.Link | None
 		priority: DF.Literal["Low", "Medium", "High", "Urgent"]
 		raised_by: DF.Data | None
 		reopened_from: DF.Link | None
+		resolution_by: DF.Datetime | None
+		response_by: DF.Datetime | None
+		sla_paused_on: DF.Datetime | None
 		status: DF.Literal["Open", "Replied", "Pending", "Resolved", "Closed"]
 		subject: DF.Data
 	# end: auto-generated types
+
+	def before_insert(self):
+		sla.start(self)
 
 	def validate(self):
 		self.raised_by = (self.raised_by or "").strip().lower() or None
@@ -42,6 +52,32 @@ class Ticket(Document):
 		if self.customer_name:
 			self.customer_name = desk_text.fit(desk_text.plain(self.customer_name), 140)
 		self.check_queue_move()
+		self.keep_first_message()
+		self.follow_status_change()
+
+	def keep_first_message(self):
+		"""After creation the description is the customer's first message, as it arrived: read-only."""
+		if self.is_new() or not self.has_value_changed("description"):
+			return
+		before = self.get_doc_before_save()
+		if _text(self.description) != _text(before.description):
+			frappe.throw(
+				_(
+					"The description is the customer's first message and cannot be changed; add a comment instead."
+				)
+			)
+		self.description = before.description  # an editor's re-rendering of the same text
+
+	def follow_status_change(self):
+		"""The SLA clock pauses while Pending and stops when Resolved or Closed (services/sla.py);
+		a Resolved or Closed ticket no longer needs a reply."""
+		if self.is_new() or not self.has_value_changed("status"):
+			return
+		before = self.get_doc_before_save()
+		if before:
+			self.update(sla.transition(before, before.status, self.status))
+		if self.status in ("Resolved", "Closed"):
+			self.needs_reply = 0
 
 	def check_queue_move(self):
 		"""Moving a ticket to another queue needs access to both: checked on the ticket as it was.
@@ -63,6 +99,8 @@ class Ticket(Document):
 
 		if not self.is_new():
 			self.set_onload("email_flow_reply", reply_defaults(self))
+			self.set_onload("email_flow_customer", desk.customer_panel(self))
+			self.set_onload("email_flow_folded", desk.folded_messages(self.name))
 
 	def on_trash(self):
 		"""The raw mail stays in the archive: its Inbound Email no longer points at the deleted ticket."""
@@ -96,9 +134,16 @@ class Ticket(Document):
 			self.description = description
 
 
+def _text(html: str | None) -> str:
+	return " ".join(frappe.utils.strip_html(html or "").split())
+
+
 def on_doctype_update():
 	"""Indexes of the hot queries (also added to existing sites by a patch)."""
 	# The per-sender rate cap: raised_by in (...) and creation > now - window.
 	frappe.db.add_index("Ticket", ["raised_by", "creation"])
 	# Lists and counts by queue (the restricted-queue condition names queues) and status.
 	frappe.db.add_index("Ticket", ["email_queue", "status", "modified"])
+	# The Support workspace's counts: overdue (due_by passed) and needs reply.
+	frappe.db.add_index("Ticket", ["due_by"])
+	frappe.db.add_index("Ticket", ["needs_reply", "status"])

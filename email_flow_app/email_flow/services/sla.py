@@ -1,0 +1,122 @@
+"""A simple SLA per queue: first-response and resolution due times in business hours.
+
+The queue sets the targets (hours of working time), its Holiday List (days off)
+and its working day. A ticket gets `response_by` and `resolution_by` when it is
+made; `due_by` is the next of them that is still ahead (the first response
+until an agent has answered, then the resolution). The clock:
+
+- pauses while the ticket is Pending (waiting on the customer), and stops when
+  it is Resolved or Closed: `due_by` is empty, `sla_paused_on` says since when;
+- when the ticket is active again (Open or Replied: the customer wrote, or an
+  agent changed the status), the due times move on by the working time it was
+  paused.
+
+A ticket is overdue when `due_by` has passed. Every change of status goes
+through :func:`transition`, from the Ticket controller (Desk, REST) and from
+ingest (a customer reply reopens without the controller).
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import frappe
+from frappe.utils import get_datetime, get_time, now_datetime
+
+from email_flow_app.email_flow.services.business_hours import WorkCalendar
+
+PAUSED = frozenset({"Pending", "Resolved", "Closed"})
+SLA_FIELDS = ("email_queue", "response_by", "resolution_by", "first_responded_on", "sla_paused_on")
+HOUR = 3600
+
+
+def calendar(queue: str | None) -> tuple[float, float, WorkCalendar]:
+	"""(first-response hours, resolution hours, calendar) of a queue; (0, 0, …) without targets."""
+	cache = frappe.local.__dict__.setdefault("email_flow_sla_calendars", {})
+	if queue in cache:
+		return cache[queue]
+	row = (
+		frappe.db.get_value(
+			"Incoming Email Queue",
+			queue,
+			["first_response_hours", "resolution_hours", "holiday_list", "workday_start", "workday_end"],
+			as_dict=True,
+		)
+		if queue
+		else None
+	)
+	if not row or not (row.first_response_hours or row.resolution_hours):
+		cache[queue] = (0.0, 0.0, WorkCalendar())
+		return cache[queue]
+	days_off = (
+		frozenset(
+			get_datetime(d).date()
+			for d in frappe.get_all(
+				"Holiday",
+				filters={"parent": row.holiday_list, "parenttype": "Holiday List"},
+				pluck="holiday_date",
+			)
+		)
+		if row.holiday_list
+		else frozenset()
+	)
+	start = get_time(row.workday_start) if row.workday_start else datetime.time(0, 0)
+	end = get_time(row.workday_end) if row.workday_end else datetime.time(0, 0)
+	cache[queue] = (
+		float(row.first_response_hours or 0),
+		float(row.resolution_hours or 0),
+		WorkCalendar(start.replace(microsecond=0), end.replace(microsecond=0), days_off),
+	)
+	return cache[queue]
+
+
+def start(ticket, at: datetime.datetime | None = None) -> None:
+	"""Due times of a new ticket (Ticket.before_insert), counted from `at` (default: now)."""
+	at = get_datetime(at) if at else now_datetime()
+	response_hours, resolution_hours, work = calendar(ticket.email_queue)
+	ticket.response_by = work.add(at, response_hours * HOUR) if response_hours else None
+	ticket.resolution_by = work.add(at, resolution_hours * HOUR) if resolution_hours else None
+	ticket.sla_paused_on = at if ticket.status in PAUSED else None
+	ticket.due_by = None if ticket.status in PAUSED else next_due(ticket)
+
+
+def next_due(row) -> datetime.datetime | None:
+	"""The first response until an agent answered, then the resolution."""
+	if row.get("response_by") and not row.get("first_responded_on"):
+		return row.get("response_by")
+	return row.get("resolution_by")
+
+
+def transition(row, old_status: str | None, new_status: str, now: datetime.datetime | None = None) -> dict:
+	"""The SLA fields to write when a ticket goes from `old_status` to `new_status`.
+
+	`row` holds SLA_FIELDS as they were. Active -> paused: the clock stops.
+	Paused -> active: the due times move on by the working time spent paused.
+	"""
+	now = now or now_datetime()
+	was_paused, paused = old_status in PAUSED, new_status in PAUSED
+	if paused and not was_paused:
+		return {"sla_paused_on": now, "due_by": None}
+	if was_paused and not paused:
+		_response_hours, _resolution_hours, work = calendar(row.get("email_queue"))
+		since = get_datetime(row.get("sla_paused_on")) if row.get("sla_paused_on") else now
+		paused_for = work.between(since, now)
+		values = {"sla_paused_on": None}
+		for fieldname in ("response_by", "resolution_by"):
+			due = row.get(fieldname)
+			if due and not (fieldname == "response_by" and row.get("first_responded_on")):
+				values[fieldname] = work.add(get_datetime(due), paused_for)
+		values["due_by"] = next_due({**row, **values})
+		return values
+	return {}
+
+
+def agent_replied(row, now: datetime.datetime | None = None) -> dict:
+	"""The first agent reply meets the first-response target: the resolution is due next."""
+	if row.get("first_responded_on"):
+		return {}
+	now = now or now_datetime()
+	values = {"first_responded_on": now}
+	if not row.get("sla_paused_on"):
+		values["due_by"] = row.get("resolution_by")
+	return values
