@@ -5,7 +5,9 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from email_flow_app.email_flow.services import retention
+from email_flow_app.email_flow.services import inbound_review, retention
+
+REVIEWER_ROLES = ("System Manager", "Support Manager")
 
 
 class InboundEmail(Document):
@@ -46,8 +48,7 @@ class InboundEmail(Document):
 	@frappe.whitelist()
 	def reprocess(self) -> str:
 		"""Run a Failed or Filtered message through the pipeline again (e.g. after fixing a setting)."""
-		frappe.only_for(("System Manager", "Support Manager"))
-		self.check_permission("read")
+		self._check_reviewer()
 		if self.status not in ("Failed", "Filtered"):
 			frappe.throw(_("Only Failed or Filtered messages can be reprocessed."))
 		from email_flow_app.email_flow.services.ingest import process_inbound, release_locks
@@ -56,6 +57,28 @@ class InboundEmail(Document):
 		frappe.db.commit()
 		release_locks()
 		return outcome.status
+
+	@frappe.whitelist()
+	def create_ticket_anyway(self) -> dict:
+		"""A Filtered message becomes a new ticket past the loop rules; never a second ticket."""
+		self._check_reviewer()
+		return inbound_review.create_ticket_anyway(self)
+
+	@frappe.whitelist()
+	def unblock_sender_and_reprocess(self) -> dict:
+		"""Take the sender off the block list (never our own inboxes), then reprocess."""
+		self._check_reviewer()
+		return inbound_review.unblock_sender_and_reprocess(self)
+
+	@frappe.whitelist()
+	def body_preview(self) -> dict:
+		"""The text body, escaped and cut (mail HTML is never rendered)."""
+		self._check_reviewer()
+		return inbound_review.body_preview(self)
+
+	def _check_reviewer(self) -> None:
+		frappe.only_for(REVIEWER_ROLES)
+		self.check_permission("read")
 
 
 def on_doctype_update():
