@@ -2,6 +2,7 @@
 
 import frappe
 from frappe import _
+from frappe.utils import get_datetime, now_datetime
 
 from email_flow_app.channels.errors import ChannelError
 from email_flow_app.email_flow.services import connect, settings
@@ -106,3 +107,70 @@ def check_outgoing(channel) -> dict:
 		return {"ok": True, "message": _("Logged in to {0}").format(channel.host)}
 	except ChannelError as exc:
 		return {"ok": False, "message": str(exc)}
+
+
+# -- Poll Now: what the last poll of a queue did, for the Desk to show ------------------------
+
+POLL_OUTCOME_SECONDS = 3600  # kept this long in the cache; only the newest run per queue
+
+
+def _poll_outcome_key(queue_name: str) -> str:
+	return f"email_flow:poll-outcome:{queue_name}"
+
+
+def record_poll_outcome(queue_name: str, run: dict) -> None:
+	"""Remember the run `polling.poll_queue` returns, with when it finished (site time)."""
+	frappe.cache.set_value(
+		_poll_outcome_key(queue_name),
+		{**run, "finished_at": str(now_datetime())},
+		expires_in_sec=POLL_OUTCOME_SECONDS,
+	)
+
+
+def poll_outcome(queue_name: str, since: str) -> dict:
+	"""The newest recorded run of the queue if it finished after `since`, as the Desk shows it.
+
+	{"done": False} while there is none. Otherwise the run's figures, how the
+	messages it stored since `since` were filed (tickets, replies, filtered,
+	failed), and one sentence for the user.
+	"""
+	run = frappe.cache.get_value(_poll_outcome_key(queue_name))
+	if not run or get_datetime(run.get("finished_at")) <= get_datetime(since):
+		return {"done": False}
+	counts = dict.fromkeys(("Ticket Created", "Appended", "Filtered", "Failed", "Received"), 0)
+	for status, count in frappe.get_all(
+		"Inbound Email",
+		filters={"email_queue": queue_name, "creation": (">=", since)},
+		fields=["status", "count(*) as count"],
+		group_by="status",
+		as_list=True,
+	):
+		counts[status] = count
+	stored = int(run.get("stored") or 0)
+	parts = [
+		_("{0} new messages").format(stored) if stored != 1 else _("1 new message"),
+		_("{0} new tickets").format(counts["Ticket Created"])
+		if counts["Ticket Created"] != 1
+		else _("1 new ticket"),
+	]
+	if counts["Appended"]:
+		parts.append(_("{0} added to tickets").format(counts["Appended"]))
+	if counts["Filtered"]:
+		parts.append(_("{0} filtered").format(counts["Filtered"]))
+	if counts["Failed"]:
+		parts.append(_("{0} failed").format(counts["Failed"]))
+	message = ", ".join(parts)
+	if run.get("error"):
+		message += ". " + _("Error: {0}").format(run["error"])
+	return {
+		"done": True,
+		"ok": not run.get("error"),
+		"stored": stored,
+		"tickets": counts["Ticket Created"],
+		"appended": counts["Appended"],
+		"filtered": counts["Filtered"],
+		"failed": counts["Failed"],
+		"error": run.get("error"),
+		"finished_at": run.get("finished_at"),
+		"message": message,
+	}

@@ -21,7 +21,7 @@ from rq.job import JobStatus
 
 from email_flow_app.channels.errors import ChannelError, ReconnectNeeded, UIDValidityChanged
 from email_flow_app.channels.imap import FolderState
-from email_flow_app.email_flow.services import connect, health, settings
+from email_flow_app.email_flow.services import channel_admin, connect, health, settings
 from email_flow_app.email_flow.services.ingest import process_batch, release_locks
 from email_flow_app.email_flow.services.store import INBOUND, store_batch
 
@@ -82,6 +82,7 @@ def poll_queue(queue_name: str) -> dict:
 			_poll(queue_name, run)
 	finally:
 		_release_queue_lock(queue_name)
+	channel_admin.record_poll_outcome(queue_name, run)  # what "Poll Now" shows
 	return run
 
 

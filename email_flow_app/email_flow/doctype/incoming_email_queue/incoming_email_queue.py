@@ -3,6 +3,7 @@
 
 import frappe
 from frappe.model.document import Document
+from frappe.utils import now_datetime
 
 from email_flow_app.email_flow.services import channel_admin, credentials
 
@@ -90,8 +91,19 @@ class IncomingEmailQueue(Document):
 		return channel_admin.check_incoming(self)
 
 	@frappe.whitelist()
-	def poll_now(self) -> None:
+	def poll_now(self) -> dict:
+		"""Queue a poll; the Desk asks `poll_outcome` with `requested_at` until the run is done."""
 		frappe.only_for(("System Manager", "Support Manager"))
+		self.check_permission("read")
 		from email_flow_app.email_flow.services.polling import enqueue_poll
 
+		requested_at = str(now_datetime())
 		enqueue_poll(self.name)
+		return {"requested_at": requested_at}
+
+	@frappe.whitelist()
+	def poll_outcome(self, since: str) -> dict:
+		"""What the queue's newest poll did, once one finished after `since` ({"done": False} until then)."""
+		frappe.only_for(("System Manager", "Support Manager"))
+		self.check_permission("read")
+		return channel_admin.poll_outcome(self.name, since)
