@@ -36,7 +36,7 @@ email_flow.connect_inbox = function () {
 	const $ways = dialog.fields_dict.ways.$wrapper;
 	$ways.html(
 		`<p class="text-muted">${__(
-			"Both the incoming queue and the outgoing channel are set up, mapped to each other, and the address goes on the 'Filter Outgoing Email' block list."
+			"Both the incoming queue and the outgoing channel are set up, mapped to each other, and the address goes on the list of blocked senders (Filter Outgoing Email), so the app never files its own mail."
 		)}</p>` +
 			ways
 				.map(
@@ -55,6 +55,27 @@ email_flow.connect_inbox = function () {
 	});
 	dialog.show();
 	return dialog;
+};
+
+// The queue's colour (list pills, ticket badges): every Connect dialog asks for it.
+email_flow.colour_field = () => ({
+	fieldtype: "Color",
+	fieldname: "colour",
+	label: __("Colour"),
+	description: __("Marks this queue's tickets in lists."),
+});
+
+// A connect call returned a new queue: give it the colour chosen in the dialog.
+email_flow.apply_colour = async function (outcome, colour) {
+	if (!outcome || !outcome.queue || !colour) return;
+	await frappe.db.set_value("Incoming Email Queue", outcome.queue, "color", colour);
+};
+
+// Put a result into a dialog's result field and scroll it into view (it sits below the fields).
+email_flow.show_in_dialog = function (dialog, html) {
+	const $result = dialog.fields_dict.result.$wrapper;
+	$result.html(`<div class="ef-dialog-result">${html}</div>`);
+	$result[0].scrollIntoView({ block: "nearest" });
 };
 
 email_flow.render_checks = function (outcome) {
@@ -98,7 +119,7 @@ email_flow.show_result = function (outcome) {
 	}
 	if (outcome.blocked) {
 		html += `<p class="ef-blocked">${email_flow.esc(
-			__("{0} is on the 'Filter Outgoing Email' block list.", [outcome.address])
+			__("{0} is on the blocked senders list (Filter Outgoing Email).", [outcome.address])
 		)}</p>`;
 	}
 	if (outcome.extra && outcome.extra.webhook_url) {
@@ -164,6 +185,10 @@ email_flow.connect.o365 = async function () {
 				label: __("Queue name"),
 				description: __("Defaults to the address."),
 			},
+			Object.assign(email_flow.colour_field(), {
+				depends_on: "eval:doc.mode=='app'",
+				description: __("Marks this queue's tickets in lists. After signing in, set it on the queue."),
+			}),
 		],
 		primary_action_label: __("Sign in with Microsoft"),
 		primary_action: submit,
@@ -188,6 +213,7 @@ email_flow.connect.o365 = async function () {
 				send_via: values.send_via,
 				queue_name: values.queue_name,
 			});
+			await email_flow.apply_colour(r.message, values.colour);
 			dialog.hide();
 			email_flow.show_result(r.message);
 			return;
@@ -237,6 +263,7 @@ email_flow.connect.google = function () {
 				)}</a></p>`,
 			},
 			{ fieldtype: "Data", fieldname: "queue_name", label: __("Queue name") },
+			email_flow.colour_field(),
 			{ fieldtype: "Section Break", label: __("Advanced: OAuth"), collapsible: 1 },
 			{ fieldtype: "Check", fieldname: "use_oauth", label: __("Use OAuth (google-auth) instead") },
 			{ fieldtype: "Data", fieldname: "client_id", label: __("OAuth client ID"), depends_on: "use_oauth" },
@@ -269,11 +296,10 @@ email_flow.connect.google = function () {
 			}
 			const outcome = (await email_flow.call("connect_google", args)).message;
 			if (!outcome.queue) {
-				dialog.fields_dict.result.$wrapper.html(
-					`<div class="ef-error">${email_flow.render_outcome(outcome)}</div>`
-				);
+				email_flow.show_in_dialog(dialog, `<div class="ef-error">${email_flow.render_outcome(outcome)}</div>`);
 				return;
 			}
+			await email_flow.apply_colour(outcome, values.colour);
 			dialog.hide();
 			email_flow.show_result(outcome);
 		},
@@ -313,6 +339,7 @@ email_flow.connect.custom = function () {
 			{ fieldtype: "Column Break" },
 			{ fieldtype: "Data", fieldname: "queue_name", label: __("Queue name") },
 			{ fieldtype: "Data", fieldname: "from_name", label: __("Sender name") },
+			email_flow.colour_field(),
 			{ fieldtype: "Section Break", label: __("Incoming (IMAP)") },
 			{ fieldtype: "Data", fieldname: "imap_host", label: __("Host"), reqd: 1 },
 			{ fieldtype: "Int", fieldname: "imap_port", label: __("Port"), default: 993, reqd: 1 },
@@ -341,9 +368,10 @@ email_flow.connect.custom = function () {
 		async primary_action(values) {
 			const outcome = (await email_flow.call("connect_custom", { values })).message;
 			if (!outcome.queue) {
-				dialog.fields_dict.result.$wrapper.html(email_flow.render_outcome(outcome));
+				email_flow.show_in_dialog(dialog, email_flow.render_outcome(outcome));
 				return;
 			}
+			await email_flow.apply_colour(outcome, values.colour);
 			dialog.hide();
 			email_flow.show_result(outcome);
 		},
@@ -352,7 +380,7 @@ email_flow.connect.custom = function () {
 			const values = dialog.get_values();
 			if (!values) return;
 			const outcome = (await email_flow.call("test_custom", { values })).message;
-			dialog.fields_dict.result.$wrapper.html(email_flow.render_outcome(outcome));
+			email_flow.show_in_dialog(dialog, email_flow.render_outcome(outcome));
 		},
 	});
 	dialog.show();
@@ -410,10 +438,17 @@ email_flow.connect.forwarding = function () {
 				description: __("The address mail is forwarded to, for example support@your-company.com."),
 			},
 			{ fieldtype: "Data", fieldname: "queue_name", label: __("Queue name") },
+			email_flow.colour_field(),
 		],
 		primary_action_label: __("Create queue"),
 		async primary_action(values) {
-			const outcome = (await email_flow.call("connect_forwarding", values)).message;
+			const outcome = (
+				await email_flow.call("connect_forwarding", {
+					creation_address: values.creation_address,
+					queue_name: values.queue_name,
+				})
+			).message;
+			await email_flow.apply_colour(outcome, values.colour);
 			dialog.hide();
 			email_flow.show_result(outcome);
 		},
@@ -520,7 +555,10 @@ email_flow.add_connection_buttons = function (frm) {
 		})
 	);
 	email_flow.show_health(frm);
+	// Reconnect only where the health says the connection needs it; a healthy one has Test Connection.
+	if (!["Reconnect needed", "Failing"].includes(frm.doc.status)) return;
 	const reconnect = frm.add_custom_button(__("Reconnect"), () => email_flow.reconnect(frm));
+	reconnect.addClass("ef-reconnect");
 	if (frm.doc.status === "Reconnect needed") {
 		reconnect.removeClass("btn-default").addClass("btn-primary ef-reconnect-needed");
 	}
