@@ -20,6 +20,7 @@ next call, and resuming from ``run.state`` skips nothing.
 from __future__ import annotations
 
 import imaplib
+import socket
 import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -73,6 +74,25 @@ class FolderState:
 	folder: str
 	uidvalidity: int | None = None
 	last_uid: int = 0
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+	"""A folder's STATUS (RFC 3501 6.3.10): enough to tell whether new mail may have arrived."""
+
+	folder: str
+	uidvalidity: int
+	uidnext: int
+	messages: int
+
+	def may_have_new(self, state: FolderState | None) -> bool:
+		"""True unless every message the folder can hold was fetched into ``state`` already.
+
+		Against a folder never fetched (or renumbered since), any message counts.
+		"""
+		if state is None or state.uidvalidity != self.uidvalidity:
+			return self.messages > 0
+		return self.uidnext > state.last_uid + 1
 
 
 @dataclass(frozen=True)
@@ -274,6 +294,10 @@ class IMAPSource:
 				raise PermanentError(f"{self._where} did not answer as an IMAP server")
 			raise PermanentError(f"{self._where} refused {action}: {_text(err)}")
 
+	def abandon(self) -> None:
+		"""Drop the connection at once, without LOGOUT (it may be dead or in IDLE)."""
+		self._drop()
+
 	def _drop(self) -> None:
 		client, self._client = self._client, None
 		self._selected = None
@@ -387,6 +411,65 @@ class IMAPSource:
 				folders.append(info)
 		return folders
 
+	def status(self, folder: str) -> FolderStatus:
+		"""UIDVALIDITY, UIDNEXT and MESSAGES of ``folder`` with one STATUS (no SELECT, no FETCH)."""
+		client = self._conn()
+		with self._translate(f"checking folder {folder!r}"):
+			try:
+				info = client.folder_status(folder, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"])
+			except imaplib.IMAP4.abort:
+				raise
+			except imaplib.IMAP4.error as err:
+				raise PermanentError(f"Folder {folder!r} cannot be checked on {self._where}: {_text(err)}")
+		return FolderStatus(folder, int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]), int(info[b"MESSAGES"]))
+
+	# -- IDLE, driven by the caller's event loop (channels.idle) -------------------
+
+	def begin_idle(self, folder: str) -> socket.socket:
+		"""Select ``folder`` read-only and enter IDLE; returns the socket to wait on for readability.
+
+		Until :meth:`end_idle`, the only calls allowed are :meth:`idle_responses` and
+		:meth:`renew_idle`.
+		"""
+		client = self._conn()
+		self._select(folder, readonly=True)
+		with self._translate(f"waiting for mail in {folder!r}"):
+			if not client.has_capability("IDLE"):
+				raise PermanentError(f"{self._where} does not support IDLE")
+			client.idle()
+		return client.socket()
+
+	def idle_responses(self) -> list[tuple]:
+		"""What the server said during IDLE so far, without blocking (parsed untagged responses).
+
+		A server that said BYE raises :class:`TemporaryError`; an empty list after the
+		socket was readable may mean the server closed it: :meth:`renew_idle` tells.
+		"""
+		with self._translate("waiting for mail"):
+			responses = self._conn().idle_check(timeout=0)
+		if any(r and r[0] == b"BYE" for r in responses):
+			self._drop()
+			raise TemporaryError(f"{self._where} closed the connection (BYE)")
+		return responses
+
+	def renew_idle(self) -> list[tuple]:
+		"""End IDLE and start it again (servers drop IDLE after 30 minutes; RFC 2177).
+
+		Also proves the connection is alive. Returns the untagged responses that
+		arrived in between.
+		"""
+		client = self._conn()
+		with self._translate("renewing IDLE"):
+			_done, responses = client.idle_done()
+			client.idle()
+			responses = list(responses) + list(client.idle_check(timeout=0))
+		return responses
+
+	def end_idle(self) -> None:
+		"""Leave IDLE (other commands are allowed again)."""
+		with self._translate("ending IDLE"):
+			self._conn().idle_done()
+
 	def idle(self, folder: str, timeout: float) -> bool:
 		"""Wait up to ``timeout`` seconds for new mail in ``folder`` (IMAP IDLE); True if some arrived."""
 		client = self._conn()
@@ -399,7 +482,12 @@ class IMAPSource:
 				responses = client.idle_check(timeout)
 			finally:
 				client.idle_done()
-		return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+		return has_new_mail(responses)
+
+
+def has_new_mail(responses: Sequence[tuple]) -> bool:
+	"""Whether untagged IDLE responses announce new mail (``* n EXISTS`` / ``* n RECENT``)."""
+	return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
 
 
 def _text(err: BaseException) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -82,8 +83,39 @@ class DovecotServer:
 		self.imap_port, self.imaps_port = free_port(self.host), free_port(self.host)
 		if self.submission_relay:
 			self.submission_port = free_port(self.host)
-		config = self._write_config()
-		with open(self.workdir / "dovecot.stderr", "wb") as stderr:
+		self._spawn(binary, self._write_config())
+
+	def halt(self) -> None:
+		"""Stop the server (a restart): ports, users and mail stay for :meth:`resume`.
+
+		Its client processes go too, so every open connection is closed, as when
+		an admin restarts the service.
+		"""
+		children = _descendants(self._proc.pid) if self._proc else []
+		self._terminate()
+		for pid in children:
+			try:
+				os.kill(pid, signal.SIGKILL)
+			except ProcessLookupError:
+				pass
+
+	def resume(self) -> None:
+		"""Start a halted server again on the same ports, with the same mail."""
+		binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+		self._spawn(binary, self.base_dir / "etc" / "dovecot.conf")
+
+	def _terminate(self) -> None:
+		if self._proc and self._proc.poll() is None:
+			self._proc.terminate()
+			try:
+				self._proc.wait(10)
+			except subprocess.TimeoutExpired:
+				self._proc.kill()
+				self._proc.wait()
+		self._proc = None
+
+	def _spawn(self, binary: str, config: Path) -> None:
+		with open(self.workdir / "dovecot.stderr", "ab") as stderr:
 			self._proc = subprocess.Popen(
 				[binary, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=stderr
 			)
@@ -96,14 +128,7 @@ class DovecotServer:
 				raise HarnessError(f"Dovecot did not start listening on {self.host}:{port}:\n{log}")
 
 	def stop(self) -> None:
-		if self._proc and self._proc.poll() is None:
-			self._proc.terminate()
-			try:
-				self._proc.wait(10)
-			except subprocess.TimeoutExpired:
-				self._proc.kill()
-				self._proc.wait()
-		self._proc = None
+		self._terminate()
 		shutil.rmtree(self.base_dir, ignore_errors=True)
 		if self._own_workdir:
 			shutil.rmtree(self.workdir, ignore_errors=True)
@@ -283,6 +308,27 @@ service imap-login {{
 			return int(client.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
 		finally:
 			client.logout()
+
+
+def _descendants(pid: int) -> list[int]:
+	"""Process ids below ``pid`` (from /proc), children first."""
+	parents: dict[int, list[int]] = {}
+	for entry in Path("/proc").iterdir():
+		if not entry.name.isdigit():
+			continue
+		try:
+			stat = (entry / "stat").read_text()
+		except OSError:
+			continue
+		ppid = int(stat.rsplit(")", 1)[1].split()[1])
+		parents.setdefault(ppid, []).append(int(entry.name))
+	found: list[int] = []
+	todo = [pid]
+	while todo:
+		for child in parents.get(todo.pop(), []):
+			found.append(child)
+			todo.append(child)
+	return found
 
 
 __all__ = ["DovecotServer", "HarnessError"]
