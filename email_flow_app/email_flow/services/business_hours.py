@@ -1,8 +1,8 @@
 """Business time: the clock an SLA counts on (pure, no database).
 
-A :class:`WorkCalendar` is a working day (start to end, the same every day)
-and the days off (a Holiday List's dates: weekly offs and holidays). Time
-outside the working day or on a day off does not count.
+A :class:`WorkCalendar` is a working day (start to end, the same every day),
+the weekly days off and the holidays (a holiday list's dates). Time outside
+the working day or on a day off does not count.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ class WorkCalendar:
 	start: datetime.time = MIDNIGHT
 	end: datetime.time = MIDNIGHT  # equal to start: the whole day counts
 	days_off: frozenset[datetime.date] = field(default_factory=frozenset)
+	weekdays_off: frozenset[int] = field(default_factory=frozenset)  # Monday 0 ... Sunday 6
 
 	def window(self, day: datetime.date) -> tuple[datetime.datetime, datetime.datetime] | None:
 		"""The working hours of `day`, or None on a day off."""
-		if day in self.days_off:
+		if day in self.days_off or day.weekday() in self.weekdays_off:
 			return None
 		opens = datetime.datetime.combine(day, self.start)
 		if self.end <= self.start:  # 00:00-00:00 (all day), or a working day past midnight

@@ -21,6 +21,7 @@ from email_flow_app.mail.quotes import extract_reply
 ACTIVE = ("Open", "Replied", "Pending")
 FOLD_LIMIT = 200  # received messages of one ticket that get a folded view
 OTHER_TICKETS = 10
+SINCE = "2000-01-01 00:00:00"  # the start of the "overdue" range: before any due time
 
 
 # -- the needs-reply marker ------------------------------------------------------------------
@@ -66,7 +67,9 @@ def count_filters(user: str | None = None) -> dict[str, list]:
 		"unassigned": [["_assign", "in", ["", "[]"]], ["status", "in", ACTIVE]],
 		"waiting": [["status", "in", ["Replied", "Pending"]]],
 		"needs_reply": [["needs_reply", "=", 1], ["status", "in", ACTIVE]],
-		"overdue": [["due_by", "<", now_datetime()], ["status", "in", ACTIVE]],
+		# "between" (not "<"): Frappe reads an empty date as 0001-01-01 for "<", which would make
+		# every ticket without a due time overdue; between never matches an empty one.
+		"overdue": [["due_by", "between", [SINCE, str(now_datetime())]], ["status", "in", ACTIVE]],
 	}
 
 

@@ -1,7 +1,8 @@
 """A simple SLA per queue: first-response and resolution due times in business hours.
 
-The queue sets the targets (hours of working time), its Holiday List (days off)
-and its working day. A ticket gets `response_by` and `resolution_by` when it is
+The queue sets the targets (hours of working time), its days off (a Support
+Holiday List, or ERPNext's Holiday List where ERPNext is installed) and its
+working day. A ticket gets `response_by` and `resolution_by` when it is
 made; `due_by` is the next of them that is still ahead (the first response
 until an agent has answered, then the resolution). The clock:
 
@@ -23,51 +24,64 @@ import datetime
 import frappe
 from frappe.utils import get_datetime, get_time, now_datetime
 
+from email_flow_app.email_flow.services import settings
 from email_flow_app.email_flow.services.business_hours import WorkCalendar
 
 PAUSED = frozenset({"Pending", "Resolved", "Closed"})
+OWN_HOLIDAY_LIST = "Support Holiday List"
 SLA_FIELDS = ("email_queue", "response_by", "resolution_by", "first_responded_on", "sla_paused_on")
 HOUR = 3600
 
 
 def calendar(queue: str | None) -> tuple[float, float, WorkCalendar]:
-	"""(first-response hours, resolution hours, calendar) of a queue; (0, 0, …) without targets."""
-	cache = frappe.local.__dict__.setdefault("email_flow_sla_calendars", {})
-	if queue in cache:
-		return cache[queue]
+	"""(first-response hours, resolution hours, calendar) of a queue; (0, 0, …) without targets.
+
+	Read once per poll run or batch (settings.run_cache), else every time."""
+	return settings.cached(("sla_calendar", queue), lambda: _calendar(queue))
+
+
+def _calendar(queue: str | None) -> tuple[float, float, WorkCalendar]:
 	row = (
 		frappe.db.get_value(
 			"Incoming Email Queue",
 			queue,
-			["first_response_hours", "resolution_hours", "holiday_list", "workday_start", "workday_end"],
+			[
+				"first_response_hours",
+				"resolution_hours",
+				"holiday_list_type",
+				"holiday_list",
+				"workday_start",
+				"workday_end",
+			],
 			as_dict=True,
 		)
 		if queue
 		else None
 	)
 	if not row or not (row.first_response_hours or row.resolution_hours):
-		cache[queue] = (0.0, 0.0, WorkCalendar())
-		return cache[queue]
-	days_off = (
-		frozenset(
-			get_datetime(d).date()
-			for d in frappe.get_all(
-				"Holiday",
-				filters={"parent": row.holiday_list, "parenttype": "Holiday List"},
-				pluck="holiday_date",
-			)
-		)
-		if row.holiday_list
-		else frozenset()
-	)
+		return 0.0, 0.0, WorkCalendar()
 	start = get_time(row.workday_start) if row.workday_start else datetime.time(0, 0)
 	end = get_time(row.workday_end) if row.workday_end else datetime.time(0, 0)
-	cache[queue] = (
+	return (
 		float(row.first_response_hours or 0),
 		float(row.resolution_hours or 0),
-		WorkCalendar(start.replace(microsecond=0), end.replace(microsecond=0), days_off),
+		WorkCalendar(
+			start.replace(microsecond=0),
+			end.replace(microsecond=0),
+			*_days_off(row.holiday_list_type or OWN_HOLIDAY_LIST, row.holiday_list),
+		),
 	)
-	return cache[queue]
+
+
+def _days_off(doctype: str, name: str | None) -> tuple[frozenset, frozenset]:
+	"""(holiday dates, weekdays off) of a Support Holiday List, or of ERPNext's Holiday List
+	(which lists its weekly offs as dates). Nothing when none is set or the DocType is missing."""
+	if not name or not frappe.db.exists("DocType", doctype) or not frappe.db.exists(doctype, name):
+		return frozenset(), frozenset()
+	holidays = frappe.get_doc(doctype, name)
+	dates = frozenset(get_datetime(row.holiday_date).date() for row in holidays.get("holidays") or [])
+	weekly = holidays.weekdays_off() if hasattr(holidays, "weekdays_off") else frozenset()
+	return dates, weekly
 
 
 def start(ticket, at: datetime.datetime | None = None) -> None:
