@@ -40,7 +40,8 @@ class IncomingEmailQueue(Document):
 		google_client_id: DF.Data | None
 		google_client_secret: DF.Password | None
 		google_refresh_token: DF.Password | None
-		holiday_list: DF.Link | None
+		holiday_list: DF.DynamicLink | None
+		holiday_list_type: DF.Literal["Support Holiday List", "Holiday List"]
 		host: DF.Data | None
 		last_assigned_to: DF.Link | None
 		last_error: DF.SmallText | None
