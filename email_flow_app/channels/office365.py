@@ -48,6 +48,12 @@ DELEGATED_SCOPES = (
 	"https://outlook.office.com/SMTP.Send",
 )
 GRAPH_DELEGATED_SCOPES = ("https://graph.microsoft.com/Mail.Send",)
+# A Graph inbox (channels.graph): read, mark read, move and send; msal adds
+# offline_access (a refresh token), openid and profile on its own.
+GRAPH_MAIL_DELEGATED_SCOPES = (
+	"https://graph.microsoft.com/Mail.ReadWrite",
+	"https://graph.microsoft.com/Mail.Send",
+)
 APP_SCOPES = ("https://outlook.office365.com/.default",)
 GRAPH_APP_SCOPES = ("https://graph.microsoft.com/.default",)
 HTTP_TIMEOUT = 30.0
@@ -236,7 +242,12 @@ class O365AuthCodeFlow:
 
 
 class GraphSender:
-	"""Send raw MIME through Microsoft Graph ``POST /v1.0/users/{mailbox}/sendMail``."""
+	"""Send raw MIME through Microsoft Graph ``POST /v1.0/users/{mailbox}/sendMail``.
+
+	Always ``/users/{mailbox}``, never ``/me``: sending as a shared mailbox (app
+	token, or a user with Send As on it) saves the copy in the shared mailbox's
+	Sent Items (MIME sendMail keeps Graph's default ``saveToSentItems: true``).
+	"""
 
 	def __init__(
 		self,

@@ -1,4 +1,4 @@
-"""A local OAuth 2.0 / OpenID provider and Graph ``sendMail`` endpoint over HTTPS.
+"""A local OAuth 2.0 / OpenID provider and Microsoft Graph mail endpoint over HTTPS.
 
 It stands in for login.microsoftonline.com, oauth2.googleapis.com and
 graph.microsoft.com, reached through the libraries' own configuration:
@@ -8,7 +8,10 @@ graph.microsoft.com, reached through the libraries' own configuration:
   authorization code, refresh token);
 * google-auth: ``token_uri=provider.token_uri`` (refresh-token grant);
 * Dovecot's oauth2 passdb: ``provider.introspection_url`` (RFC 7662);
-* Graph: ``graph_base=provider.base_url``, ``POST /v1.0/users/{id}/sendMail``.
+* Graph: ``graph_base=provider.graph_base``: ``provider.graph`` is a local mail
+  server (:class:`~email_flow_app.testing.graph_server.GraphMailServer`: mailboxes,
+  delta pages, ``$value``, read/move, sendMail into Sent Items, subscriptions
+  with the validation handshake, throttling).
 
 Refresh tokens can be revoked and access tokens expired on the server side,
 so clients' refresh and reconnect paths can be tested for real.
@@ -17,7 +20,6 @@ so clients' refresh and reconnect paths can be tested for real.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import secrets
@@ -27,11 +29,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+from email_flow_app.testing.graph_server import GraphMailServer
 from email_flow_app.testing.tls import TestCA
-
-GRAPH_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -88,7 +89,7 @@ def _b64url(data: bytes) -> str:
 
 
 class OAuthTestProvider:
-	"""HTTPS OAuth/OIDC provider + Graph sendMail, in a thread."""
+	"""HTTPS OAuth/OIDC provider + a Graph mail server (``.graph``), in a thread."""
 
 	def __init__(
 		self,
@@ -109,6 +110,7 @@ class OAuthTestProvider:
 		self._lock = threading.Lock()
 		self._httpd: ThreadingHTTPServer | None = None
 		self._thread: threading.Thread | None = None
+		self.graph = GraphMailServer(self)
 
 	# -- lifecycle ------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class OAuthTestProvider:
 		self._thread.start()
 
 	def stop(self) -> None:
+		self.graph.close()
 		if self._httpd:
 			self._httpd.shutdown()
 			self._httpd.server_close()
@@ -380,37 +383,6 @@ class OAuthTestProvider:
 				"exp": int(tok.expires_at or 0),
 			}
 
-	def _handle_sendmail(
-		self, mailbox: str, authorization: str, content_type: str, body: bytes
-	) -> tuple[int, dict]:
-		with self._lock:
-			tok = self._state.tokens.get(authorization.removeprefix("Bearer ").strip())
-			if tok is None or tok.kind != "access" or not tok.active():
-				return 401, {
-					"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}
-				}
-			client = self._state.clients.get(tok.client_id)
-			is_app = client is not None and tok.subject == client.app_mailbox
-			if not is_app and tok.subject != mailbox:
-				return 403, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}
-			if self._state.graph_failures:
-				return self._state.graph_failures.pop(0)
-			if len(body) > GRAPH_MAX_BYTES:
-				return 413, {"error": {"code": "RequestBodyTooLarge", "message": "The request is too large."}}
-			if not content_type.startswith("text/plain"):
-				return 400, {"error": {"code": "ErrorMimeContentInvalid", "message": "Use text/plain MIME."}}
-			try:
-				raw = base64.b64decode(body, validate=True)
-			except binascii.Error:
-				return 400, {
-					"error": {
-						"code": "ErrorMimeContentInvalidBase64String",
-						"message": "Invalid base64 string.",
-					}
-				}
-			self._state.graph_mail.append(GraphMail(mailbox, raw, tok.subject))
-			return 202, {}
-
 
 class _QuietServer(ThreadingHTTPServer):
 	def handle_error(self, request: object, client_address: object) -> None:
@@ -420,6 +392,7 @@ class _QuietServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
 	owner: OAuthTestProvider
 	protocol_version = "HTTP/1.1"
+	disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
 
 	def log_message(self, format: str, *args: object) -> None:  # quiet
 		pass
@@ -442,12 +415,35 @@ class _Handler(BaseHTTPRequestHandler):
 	def _form(self) -> dict[str, str]:
 		return {k: v[0] for k, v in parse_qs(self._body().decode(), keep_blank_values=True).items()}
 
+	def _graph(self, method: str) -> None:
+		status, headers, payload = self.owner.graph.handle(method, self.path, self.headers, self._body())
+		self.send_response(status)
+		for key, value in headers.items():
+			self.send_header(key, value)
+		self.send_header("Content-Length", str(len(payload)))
+		self.end_headers()
+		self.wfile.write(payload)
+
+	def do_PATCH(self) -> None:
+		try:
+			self._graph("PATCH")
+		except (ConnectionError, ssl.SSLError):
+			pass
+
+	def do_DELETE(self) -> None:
+		try:
+			self._graph("DELETE")
+		except (ConnectionError, ssl.SSLError):
+			pass
+
 	def do_GET(self) -> None:
 		try:
 			url = urlsplit(self.path)
 			parts = [p for p in url.path.split("/") if p]
 			query = {k: v[0] for k, v in parse_qs(url.query).items()}
-			if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+			if parts and parts[0] == "v1.0":
+				self._graph("GET")
+			elif len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
 				base = f"{self.owner.base_url}/{parts[0]}"
 				self._send(
 					200,
@@ -487,14 +483,8 @@ class _Handler(BaseHTTPRequestHandler):
 					if entry:
 						entry.revoked = True
 				self._send(200, {})
-			elif len(parts) == 4 and parts[0] == "v1.0" and parts[1] == "users" and parts[3] == "sendMail":
-				status, body = self.owner._handle_sendmail(
-					unquote(parts[2]),
-					self.headers.get("Authorization", ""),
-					self.headers.get("Content-Type", ""),
-					self._body(),
-				)
-				self._send(status, body or None)
+			elif parts and parts[0] == "v1.0":
+				self._graph("POST")
 			else:
 				self._send(404, {"error": "not_found"})
 		except (ConnectionError, ssl.SSLError):

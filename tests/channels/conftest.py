@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from email_flow_app.testing.dovecot import DovecotServer
+from email_flow_app.testing.graph_server import GraphMailServer
 from email_flow_app.testing.oauth_provider import OAuthTestProvider
 from email_flow_app.testing.smtp_server import SMTPTestServer
 from email_flow_app.testing.tls import TestCA
@@ -98,3 +99,19 @@ def folder(dovecot: DovecotServer) -> str:
 	name = f"T{uuid.uuid4().hex[:10]}"
 	dovecot.create_folder(ALICE, name)
 	return name
+
+
+@pytest.fixture
+def graph(oauth: OAuthTestProvider) -> Iterator[GraphMailServer]:
+	"""The provider's Graph mail server; throttling rules never leak into the next test."""
+	oauth.graph.clear_throttling()
+	yield oauth.graph
+	oauth.graph.clear_throttling()
+
+
+@pytest.fixture
+def shared_mailbox(oauth: OAuthTestProvider) -> str:
+	"""A fresh shared mailbox (app-only tokens reach every mailbox)."""
+	address = f"shared-{uuid.uuid4().hex[:10]}@example.test"
+	oauth.graph.add_mailbox(address)
+	return address
