@@ -415,6 +415,10 @@ class IMAPSource:
 		"""UIDVALIDITY, UIDNEXT and MESSAGES of ``folder`` with one STATUS (no SELECT, no FETCH)."""
 		client = self._conn()
 		with self._translate(f"checking folder {folder!r}"):
+			if self._selected is not None and self._selected[0] == folder:
+				# STATUS of the selected folder may show this session's older view (RFC 3501 6.3.10)
+				client.close_folder()
+				self._selected = None
 			try:
 				info = client.folder_status(folder, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"])
 			except imaplib.IMAP4.abort:
@@ -422,6 +426,20 @@ class IMAPSource:
 			except imaplib.IMAP4.error as err:
 				raise PermanentError(f"Folder {folder!r} cannot be checked on {self._where}: {_text(err)}")
 		return FolderStatus(folder, int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]), int(info[b"MESSAGES"]))
+
+	def has_new(self, state: FolderState) -> bool:
+		"""Whether ``state.folder`` holds mail above ``state.last_uid`` (or was renumbered).
+
+		Cheap when nothing came: one STATUS. Only when UIDNEXT moved past the last
+		UID fetched does it SELECT and SEARCH, because the UIDs in between may be
+		gone (deleted before they were fetched). Fetches no message.
+		"""
+		if not self.status(state.folder).may_have_new(state):
+			return False
+		try:
+			return self.fetch_new(state.folder, state, limit=1).total > 0
+		except UIDValidityChanged:
+			return True
 
 	# -- IDLE, driven by the caller's event loop (channels.idle) -------------------
 
