@@ -25,7 +25,10 @@ extend_bootinfo = "email_flow_app.email_flow.boot.extend_bootinfo"
 
 scheduler_events = {
 	"cron": {
-		"* * * * *": ["email_flow_app.email_flow.services.polling.enqueue_polls"],
+		"* * * * *": [
+			"email_flow_app.email_flow.services.polling.enqueue_polls",
+			"email_flow_app.email_flow.services.sla.mark_overdue",
+		],
 	},
 	"daily_long": [
 		"email_flow_app.email_flow.services.retention.apply_retention",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import frappe
 from frappe import _
-from frappe.utils import now_datetime
 
 from email_flow_app.email_flow.services import sla
 from email_flow_app.mail.quotes import extract_reply
@@ -21,7 +20,6 @@ from email_flow_app.mail.quotes import extract_reply
 ACTIVE = ("Open", "Replied", "Pending")
 FOLD_LIMIT = 200  # received messages of one ticket that get a folded view
 OTHER_TICKETS = 10
-SINCE = "2000-01-01 00:00:00"  # the start of the "overdue" range: before any due time
 
 
 # -- the needs-reply marker ------------------------------------------------------------------
@@ -67,9 +65,10 @@ def count_filters(user: str | None = None) -> dict[str, list]:
 		"unassigned": [["_assign", "in", ["", "[]"]], ["status", "in", ACTIVE]],
 		"waiting": [["status", "in", ["Replied", "Pending"]]],
 		"needs_reply": [["needs_reply", "=", 1], ["status", "in", ACTIVE]],
-		# "between" (not "<"): Frappe reads an empty date as 0001-01-01 for "<", which would make
-		# every ticket without a due time overdue; between never matches an empty one.
-		"overdue": [["due_by", "between", [SINCE, str(now_datetime())]], ["status", "in", ACTIVE]],
+		# A flag (sla.mark_overdue, every minute), not "due_by < now": a Desk list filter can say
+		# is_overdue = 1 exactly, while Frappe widens a datetime range to whole days and reads an
+		# empty due time as the year 1 for "<".
+		"overdue": [["is_overdue", "=", 1], ["status", "in", ACTIVE]],
 	}
 
 

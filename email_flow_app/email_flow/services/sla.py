@@ -12,7 +12,8 @@ until an agent has answered, then the resolution). The clock:
   agent changed the status), the due times move on by the working time it was
   paused.
 
-A ticket is overdue when `due_by` has passed. Every change of status goes
+A ticket is overdue when `due_by` has passed: `is_overdue`, set when the due time
+changes and swept every minute by the scheduler (mark_overdue). Every change of status goes
 through :func:`transition`, from the Ticket controller (Desk, REST) and from
 ingest (a customer reply reopens without the controller).
 """
@@ -92,6 +93,22 @@ def start(ticket, at: datetime.datetime | None = None) -> None:
 	ticket.resolution_by = work.add(at, resolution_hours * HOUR) if resolution_hours else None
 	ticket.sla_paused_on = at if ticket.status in PAUSED else None
 	ticket.due_by = None if ticket.status in PAUSED else next_due(ticket)
+	ticket.is_overdue = overdue(ticket.due_by, at)
+
+
+def mark_overdue() -> None:
+	"""Every minute (scheduler): a ticket whose due time has passed is overdue, and no longer once
+	it has none or a later one. Two indexed updates; `modified` stays as it is."""
+	now = now_datetime()
+	frappe.db.sql("update `tabTicket` set is_overdue = 1 where is_overdue = 0 and due_by <= %s", (now,))
+	frappe.db.sql(
+		"update `tabTicket` set is_overdue = 0 where is_overdue = 1 and (due_by is null or due_by > %s)",
+		(now,),
+	)
+
+
+def overdue(due_by, now: datetime.datetime | None = None) -> int:
+	return int(bool(due_by) and get_datetime(due_by) <= (now or now_datetime()))
 
 
 def next_due(row) -> datetime.datetime | None:
@@ -110,7 +127,7 @@ def transition(row, old_status: str | None, new_status: str, now: datetime.datet
 	now = now or now_datetime()
 	was_paused, paused = old_status in PAUSED, new_status in PAUSED
 	if paused and not was_paused:
-		return {"sla_paused_on": now, "due_by": None}
+		return {"sla_paused_on": now, "due_by": None, "is_overdue": 0}
 	if was_paused and not paused:
 		_response_hours, _resolution_hours, work = calendar(row.get("email_queue"))
 		since = get_datetime(row.get("sla_paused_on")) if row.get("sla_paused_on") else now
@@ -121,6 +138,7 @@ def transition(row, old_status: str | None, new_status: str, now: datetime.datet
 			if due and not (fieldname == "response_by" and row.get("first_responded_on")):
 				values[fieldname] = work.add(get_datetime(due), paused_for)
 		values["due_by"] = next_due({**row, **values})
+		values["is_overdue"] = overdue(values["due_by"], now)
 		return values
 	return {}
 
@@ -133,4 +151,5 @@ def agent_replied(row, now: datetime.datetime | None = None) -> dict:
 	values = {"first_responded_on": now}
 	if not row.get("sla_paused_on"):
 		values["due_by"] = row.get("resolution_by")
+		values["is_overdue"] = overdue(values["due_by"], now)
 	return values

@@ -10,7 +10,7 @@ import datetime
 import frappe
 from frappe.utils import get_datetime
 
-from email_flow_app.email_flow.services import desk
+from email_flow_app.email_flow.services import desk, sla
 from email_flow_app.email_flow.services.business_hours import WorkCalendar
 from email_flow_app.email_flow.services.canned import render_canned_response
 from email_flow_app.email_flow.services.ingest import process_inbound, release_locks
@@ -156,6 +156,7 @@ class TestAgentDeskState(SiteTestCase):
 				"resolution_by",
 				"first_responded_on",
 				"last_customer_message_on",
+				"is_overdue",
 				"_seen",
 			],
 			as_dict=True,
@@ -200,6 +201,7 @@ class TestAgentDeskState(SiteTestCase):
 		with self.freeze_time(at(TUESDAY, 11)):
 			self.assertIn(ticket, self.count_list("overdue"))
 			self.assertGreaterEqual(desk.support_counts()["overall"]["overdue"], 1)
+			self.assertEqual(self.ticket(ticket).is_overdue, 1)
 			# Tuesday 11:00 the agent answers (late) and sets Pending: the clock stops.
 			self.agent_reply(ticket)
 			frappe.set_user(self.agent)
@@ -228,6 +230,8 @@ class TestAgentDeskState(SiteTestCase):
 			self.assertIn(ticket, self.count_list("overdue"))
 
 	def count_list(self, key: str) -> list[str]:
+		if key == "overdue":
+			sla.mark_overdue()  # the scheduler's sweep, at the (frozen) time of the check
 		return frappe.get_list("Ticket", filters=desk.count_filters()[key], pluck="name")
 
 	def test_counts_follow_the_agents_permissions(self):

@@ -41,6 +41,14 @@ $(document).on("app_ready", () => {
 		const out = make.call(this);
 		if (on_ticket(this) && this.dialog) {
 			email_flow.canned.attach(this);
+			// Ctrl+Enter sends, as in a mail client (Ctrl+S, Frappe's primary action, works too).
+			this.dialog.$wrapper.on("keydown.email_flow", (e) => {
+				if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+					e.preventDefault();
+					$(document.activeElement).blur();
+					setTimeout(() => this.dialog.get_primary_btn().trigger("click"), 100);
+				}
+			});
 			const wrapper = this.dialog.$wrapper.addClass("email-flow-composer");
 			const field = this.dialog.fields_dict.content;
 			if (field && !wrapper.find(".email-flow-quote-toggle").length) {

@@ -56,8 +56,7 @@ Object.assign(email_flow.ticket, {
 		frm.add_custom_button(__("Comment"), () => email_flow.ticket.comment(frm)).addClass(
 			"email-flow-comment"
 		);
-		const assigned = JSON.parse(frm.doc._assign || "[]");
-		if (!assigned.includes(frappe.session.user)) {
+		if (!email_flow.ticket.assigned_to_me(frm)) {
 			frm.add_custom_button(__("Assign to me"), () =>
 				email_flow.ticket.assign_to_me(frm)
 			).addClass("email-flow-assign-me");
@@ -93,8 +92,13 @@ Object.assign(email_flow.ticket, {
 		setTimeout(() => box.find(".ql-editor").focus(), 300);
 	},
 
+	assigned_to_me(frm) {
+		// The form's docinfo has the assignments (the document itself does not carry _assign).
+		return (frm.get_docinfo().assignments || []).some((a) => a.owner === frappe.session.user);
+	},
+
 	assign_to_me(frm) {
-		if (JSON.parse(frm.doc._assign || "[]").includes(frappe.session.user)) return;
+		if (email_flow.ticket.assigned_to_me(frm)) return;
 		return frappe
 			.xcall("frappe.desk.form.assign_to.add", {
 				doctype: frm.doctype,
@@ -119,7 +123,7 @@ Object.assign(email_flow.ticket, {
 			const overdue = frappe.datetime.str_to_obj(doc.due_by) < frappe.datetime.now_datetime(true);
 			frm.dashboard.set_headline_alert(
 				`<span class="indicator ${overdue ? "red" : "blue"} email-flow-due">${
-					overdue ? __("Overdue: was due {0}", [frappe.datetime.comment_when(doc.due_by)]) : __("Due {0}", [frappe.datetime.comment_when(doc.due_by)])
+						(overdue ? __("Overdue, was due") : __("Due")) + " " + frappe.datetime.comment_when(doc.due_by)
 				}</span>`
 			);
 		} else if (doc.sla_paused_on && doc.status === "Pending") {

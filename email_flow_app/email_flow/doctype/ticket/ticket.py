@@ -27,6 +27,7 @@ class Ticket(Document):
 		due_by: DF.Datetime | None
 		email_queue: DF.Link | None
 		first_responded_on: DF.Datetime | None
+		is_overdue: DF.Check
 		last_customer_message_on: DF.Datetime | None
 		message_id: DF.SmallText | None
 		needs_reply: DF.Check
@@ -144,6 +145,7 @@ def on_doctype_update():
 	frappe.db.add_index("Ticket", ["raised_by", "creation"])
 	# Lists and counts by queue (the restricted-queue condition names queues) and status.
 	frappe.db.add_index("Ticket", ["email_queue", "status", "modified"])
-	# The Support workspace's counts: overdue (due_by passed) and needs reply.
+	# The Support workspace's counts (overdue, needs reply) and the overdue sweep (due_by).
 	frappe.db.add_index("Ticket", ["due_by"])
+	frappe.db.add_index("Ticket", ["is_overdue", "status"])
 	frappe.db.add_index("Ticket", ["needs_reply", "status"])
