@@ -123,7 +123,9 @@ Object.assign(email_flow.ticket, {
 			const overdue = frappe.datetime.str_to_obj(doc.due_by) < frappe.datetime.now_datetime(true);
 			frm.dashboard.set_headline_alert(
 				`<span class="indicator ${overdue ? "red" : "blue"} email-flow-due">${
-						(overdue ? __("Overdue, was due") : __("Due")) + " " + frappe.datetime.comment_when(doc.due_by)
+						overdue
+						? __("Overdue, was due") + " " + frappe.datetime.comment_when(doc.due_by)
+						: __("Due by {0}", [frappe.datetime.str_to_user(doc.due_by)])
 				}</span>`
 			);
 		} else if (doc.sla_paused_on && doc.status === "Pending") {

@@ -4,6 +4,7 @@
 frappe.listview_settings["Ticket"] = {
 	add_fields: ["status", "email_queue", "needs_reply", "due_by"],
 	has_indicator_for_draft: true,
+	hide_name_column: true, // the ID is in the link and the form's title; the columns need the room
 
 	get_indicator(doc) {
 		if (doc.needs_reply && !["Resolved", "Closed"].includes(doc.status)) {
@@ -47,7 +48,7 @@ frappe.listview_settings["Ticket"] = {
 
 // The subject is the column people read: give it room.
 $("<style>")
-	.text(".email-flow-ticket-list .list-row-col.list-subject{flex:3}")
+	.text(".email-flow-ticket-list .list-row-col.list-subject{flex:2.2}")
 	.appendTo(document.head);
 
 // Known at login (boot), refreshed when the list loads (a queue may have been added since).
