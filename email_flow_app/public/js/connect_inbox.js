@@ -75,7 +75,8 @@ email_flow.apply_colour = async function (outcome, colour) {
 email_flow.show_in_dialog = function (dialog, html) {
 	const $result = dialog.fields_dict.result.$wrapper;
 	$result.html(`<div class="ef-dialog-result">${html}</div>`);
-	$result[0].scrollIntoView({ block: "nearest" });
+	// "center": the dialog's footer stays on screen and would cover a result scrolled just to the edge.
+	$result[0].scrollIntoView({ block: "center" });
 };
 
 email_flow.render_checks = function (outcome) {
