@@ -137,6 +137,18 @@ class TestAdminScreensInTheBrowser(SiteTestCase):
 		finally:
 			w.login()
 
+	def test_b_the_managers_workspace_badge_reads_whole(self):
+		w = self.world
+		w.goto("/app/email-flow")
+		badge = w.page.locator(".shortcut-widget-box", has_text="Incoming Email Queues").locator(
+			".indicator-pill"
+		)
+		expect(badge).to_have_text("0 failing")
+		# Not cut off: the pill shows all of its text.
+		self.assertTrue(badge.evaluate("(el) => el.scrollWidth <= el.clientWidth"))
+		expect(w.page.locator(".shortcut-widget-box", has_text="Connect inbox")).to_be_visible()
+		w.shot("12-admin-0b-manager-workspace")
+
 	def test_connect_dialog_has_a_colour_and_scrolls_the_test_result_into_view(self):
 		w = self.world
 		address = w.address("support")
