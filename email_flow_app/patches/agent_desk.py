@@ -1,5 +1,6 @@
 """The agent's desk on existing sites: Support Agents and Managers land on the Support workspace,
-the Ticket list gets room for its columns, the new indexes exist, and existing tickets get
+the Ticket list gets room for its columns, the new indexes exist, queues get a working day, and
+existing tickets get
 their needs-reply marker and "customer wrote" time from their timeline (a ticket whose latest
 message is the customer's, and that is not Resolved or Closed, needs a reply). Due times are
 not back-filled: the SLA starts with the tickets made after a queue gets targets."""
@@ -13,6 +14,12 @@ from email_flow_app.install import setup_agent_desk
 def execute():
 	ticket.on_doctype_update()
 	setup_agent_desk()
+	# Queues made before the SLA fields: their working day as a new queue's (an empty Time field
+	# would be filled with the current time by the Desk and leave the form "Not Saved").
+	frappe.db.sql(
+		"update `tabIncoming Email Queue` set workday_start = '09:00:00' where workday_start is null"
+	)
+	frappe.db.sql("update `tabIncoming Email Queue` set workday_end = '17:00:00' where workday_end is null")
 	frappe.db.sql(
 		"""
 		update `tabTicket` t
