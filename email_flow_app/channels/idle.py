@@ -116,10 +116,11 @@ class IdleMultiplexer:
 
 	def watch(self, key: Hashable, config: IMAPConfig, auth: Authenticator, folder: str = "INBOX") -> None:
 		"""Hold IDLE on ``folder``. Watching a key again with the same server and folder only
-		replaces ``auth`` (used at the next login); a different server or folder reconnects."""
+		replaces ``auth`` and the TLS context (used at the next login); a different server or
+		folder reconnects."""
 		slot = self._slots.get(key)
 		if slot is not None and slot.config == config and slot.folder == folder:
-			slot.auth = auth
+			slot.auth, slot.config = auth, config
 			return
 		if slot is not None:
 			self.unwatch(key)

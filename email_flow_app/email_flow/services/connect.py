@@ -206,16 +206,20 @@ def ssl_context() -> ssl.SSLContext | None:
 	return context
 
 
-def imap_source(queue) -> IMAPSource:
-	config = IMAPConfig(
+def imap_config(queue, context: ssl.SSLContext | None = None) -> IMAPConfig:
+	"""Where a queue's IMAP server is; `context`: one TLS context shared by many connections."""
+	return IMAPConfig(
 		host=queue.host,
 		port=int(queue.port or (993 if queue.security == "SSL" else 143)),
 		security=SECURITY.get(queue.security or "SSL", "ssl"),
 		username=queue.username or queue.email_address,
 		timeout=float(frappe.conf.get("email_flow_timeout") or 30),
-		ssl_context=ssl_context(),
+		ssl_context=context or ssl_context(),
 	)
-	return IMAPSource(config, _auth(queue))
+
+
+def imap_source(queue) -> IMAPSource:
+	return IMAPSource(imap_config(queue), _auth(queue))
 
 
 def smtp_sink(channel) -> SMTPSink:
