@@ -14,12 +14,12 @@ from email_flow_app.install import setup_agent_desk
 def execute():
 	ticket.on_doctype_update()
 	setup_agent_desk()
-	# Queues made before the SLA fields: their working day as a new queue's (an empty Time field
-	# would be filled with the current time by the Desk and leave the form "Not Saved").
-	frappe.db.sql(
-		"update `tabIncoming Email Queue` set workday_start = '09:00:00' where workday_start is null"
-	)
-	frappe.db.sql("update `tabIncoming Email Queue` set workday_end = '17:00:00' where workday_end is null")
+	# Queues made before the SLA fields get a new queue's working day.
+	for fieldname, default in (("workday_start", "09:00"), ("workday_end", "17:00")):
+		frappe.db.sql(
+			f"update `tabIncoming Email Queue` set {fieldname} = %s where ifnull({fieldname}, '') = ''",
+			(default,),
+		)
 	frappe.db.sql(
 		"""
 		update `tabTicket` t

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 
 import frappe
-from frappe.utils import get_datetime, get_time, now_datetime
+from frappe.utils import get_datetime, now_datetime
 
 from email_flow_app.email_flow.services import settings
 from email_flow_app.email_flow.services.business_hours import WorkCalendar
@@ -61,17 +61,21 @@ def _calendar(queue: str | None) -> tuple[float, float, WorkCalendar]:
 	)
 	if not row or not (row.first_response_hours or row.resolution_hours):
 		return 0.0, 0.0, WorkCalendar()
-	start = get_time(row.workday_start) if row.workday_start else datetime.time(0, 0)
-	end = get_time(row.workday_end) if row.workday_end else datetime.time(0, 0)
 	return (
 		float(row.first_response_hours or 0),
 		float(row.resolution_hours or 0),
 		WorkCalendar(
-			start.replace(microsecond=0),
-			end.replace(microsecond=0),
+			_hour(row.workday_start, "00:00"),
+			_hour(row.workday_end, "24:00"),
 			*_days_off(row.holiday_list_type or OWN_HOLIDAY_LIST, row.holiday_list),
 		),
 	)
+
+
+def _hour(value: str | None, default: str) -> datetime.time:
+	"""'09:00' as a time; '24:00' is the end of the day (midnight, which WorkCalendar reads as such)."""
+	hours, _sep, minutes = (value or default).partition(":")
+	return datetime.time(int(hours) % 24, int(minutes or 0))
 
 
 def _days_off(doctype: str, name: str | None) -> tuple[frozenset, frozenset]:

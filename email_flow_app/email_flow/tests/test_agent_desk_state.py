@@ -96,8 +96,8 @@ class TestAgentDeskState(SiteTestCase):
 				"email_address": address,
 				"creation_address": address,
 				"holiday_list": cls.holiday_list,
-				"workday_start": "09:00:00",
-				"workday_end": "17:00:00",
+				"workday_start": "09:00",
+				"workday_end": "17:00",
 				**values,
 			}
 		).insert(ignore_permissions=True)

@@ -64,8 +64,58 @@ class IncomingEmailQueue(Document):
 		send_acknowledgement: DF.Check
 		status: DF.Literal["Active", "Failing", "Reconnect needed", "Disabled"]
 		username: DF.Data | None
-		workday_end: DF.Time | None
-		workday_start: DF.Time | None
+		workday_end: DF.Literal[
+			"01:00",
+			"02:00",
+			"03:00",
+			"04:00",
+			"05:00",
+			"06:00",
+			"07:00",
+			"08:00",
+			"09:00",
+			"10:00",
+			"11:00",
+			"12:00",
+			"13:00",
+			"14:00",
+			"15:00",
+			"16:00",
+			"17:00",
+			"18:00",
+			"19:00",
+			"20:00",
+			"21:00",
+			"22:00",
+			"23:00",
+			"24:00",
+		]
+		workday_start: DF.Literal[
+			"00:00",
+			"01:00",
+			"02:00",
+			"03:00",
+			"04:00",
+			"05:00",
+			"06:00",
+			"07:00",
+			"08:00",
+			"09:00",
+			"10:00",
+			"11:00",
+			"12:00",
+			"13:00",
+			"14:00",
+			"15:00",
+			"16:00",
+			"17:00",
+			"18:00",
+			"19:00",
+			"20:00",
+			"21:00",
+			"22:00",
+			"23:00",
+		]
 	# end: auto-generated types
 
 	def validate(self):

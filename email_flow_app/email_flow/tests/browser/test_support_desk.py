@@ -63,6 +63,7 @@ class TestSupportDesk(SiteTestCase):
 					"security": "STARTTLS",
 					"username": cls.support,
 					"password": PASSWORD,
+					"is_default": 1,  # as the site's only channel would be (Frappe's composer needs one)
 				}
 			).insert(ignore_permissions=True)
 			# A simple SLA: first response within 1 hour, resolution within 8, every hour counts.
@@ -82,8 +83,8 @@ class TestSupportDesk(SiteTestCase):
 					"send_acknowledgement": 0,
 					"first_response_hours": 1,
 					"resolution_hours": 8,
-					"workday_start": "00:00:00",
-					"workday_end": "00:00:00",
+					"workday_start": "00:00",
+					"workday_end": "24:00",
 				}
 			).insert(ignore_permissions=True)
 			# A restricted queue the agent is not part of: its tickets count for nobody else.
@@ -391,3 +392,18 @@ class TestSupportDesk(SiteTestCase):
 		sidebar = w.page.locator(".desk-sidebar, .body-sidebar").first.inner_text()
 		self.assertNotIn("Email Flow", sidebar)
 		self.assertNotIn("Connect inbox", w.page.content())
+
+	def test_the_manager_sets_the_sla_on_the_queue_form(self):
+		"""The queue's SLA fields read as saved (no "Not Saved" on opening) and save as chosen."""
+		w = self.world
+		w.login()  # the Support Manager
+		w.goto(f"/app/incoming-email-queue/{self.queue.name}")
+		w.page.wait_for_function("() => cur_frm && cur_frm.doc.name && !cur_frm.is_new()")
+		w.page.wait_for_timeout(1000)
+		self.assertFalse(w.page.evaluate("() => cur_frm.is_dirty()"))
+		w.page.evaluate("() => cur_frm.set_value('first_response_hours', 4)")
+		w.page.keyboard.press("Control+S")
+		w.page.wait_for_function("() => !cur_frm.is_dirty() && cur_frm.doc.first_response_hours === 4")
+		w.shot("13-desk-13-queue-sla")
+		frappe.db.rollback()
+		self.assertEqual(frappe.db.get_value("Incoming Email Queue", self.queue.name, "workday_end"), "24:00")
