@@ -269,7 +269,8 @@ class DeltaPage:
 
 	messages: tuple[GraphMessage, ...]
 	state: GraphFolderState
-	removed: tuple[str, ...] = ()
+	removed: tuple[str, ...] = ()  # ids the round reports deleted (not with changeType=created)
+	vanished: tuple[str, ...] = ()  # listed, but deleted before their MIME could be fetched
 	restarted: bool = False  # the stored link had expired: this is a full round again
 
 	@property
@@ -329,16 +330,21 @@ class GraphMailbox:
 					raise
 				url, restarted = self.delta_url(state.folder), True
 				continue
-			messages, removed = [], []
+			messages, removed, vanished = [], [], []
 			for item in body.get("value", []):
 				if "@removed" in item:
 					removed.append(str(item.get("id")))
+					continue
+				try:
+					raw = self.fetch_mime(str(item["id"]))
+				except NotFound:
+					vanished.append(str(item["id"]))
 					continue
 				messages.append(
 					GraphMessage(
 						id=str(item["id"]),
 						internet_message_id=item.get("internetMessageId"),
-						raw=self.fetch_mime(str(item["id"])),
+						raw=raw,
 						received=item.get("receivedDateTime"),
 						is_read=bool(item.get("isRead")),
 						subject=str(item.get("subject") or ""),
@@ -354,7 +360,7 @@ class GraphMailbox:
 				page_state = GraphFolderState(state.folder, self.client.check_link(delta_link), None)
 			else:
 				raise PermanentError("Microsoft Graph returned a delta page without a next or delta link")
-			yield DeltaPage(tuple(messages), page_state, tuple(removed), restarted)
+			yield DeltaPage(tuple(messages), page_state, tuple(removed), tuple(vanished), restarted)
 			if not next_link:
 				return
 			url = next_link
@@ -647,12 +653,19 @@ class NotificationBatch:
 
 	@property
 	def subscriptions_to_poll(self) -> set[str]:
-		"""Subscriptions whose mailbox should be polled now (new mail, or missed notifications)."""
-		return {
-			n.subscription_id
-			for n in self.notifications
-			if n.change_type == "created" or n.lifecycle_event in ("missed", "reauthorizationRequired")
-		}
+		"""Subscriptions whose mailbox should be polled now.
+
+		New mail, and every lifecycle event: after ``missed``, a
+		``reauthorizationRequired`` or a ``subscriptionRemoved`` notifications may
+		have been lost, and a poll (deduplicated) costs little.
+		"""
+		return {n.subscription_id for n in self.notifications if n.change_type == "created" or n.is_lifecycle}
+
+	@property
+	def lifecycle(self) -> list[tuple[str, str]]:
+		"""``(subscription id, event)``: reauthorizationRequired → ``reauthorize`` (or renew);
+		subscriptionRemoved → create a new subscription; missed → nothing more than the poll."""
+		return [(n.subscription_id, n.lifecycle_event) for n in self.notifications if n.lifecycle_event]
 
 
 def parse_notifications(

@@ -424,7 +424,7 @@ class GraphMailServer:
 			token = self._token(headers.get("Authorization", ""))
 			if token is None:
 				return _error(401, "InvalidAuthenticationToken", "Access token is empty, invalid or expired.")
-			throttled = self._throttled(method, url.path, token)
+			throttled = self._throttled(method, unquote(url.path), token)
 			if throttled:
 				return throttled
 		try:
