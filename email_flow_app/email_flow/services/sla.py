@@ -125,7 +125,7 @@ def next_due(row) -> datetime.datetime | None:
 def transition(row, old_status: str | None, new_status: str, now: datetime.datetime | None = None) -> dict:
 	"""The SLA fields to write when a ticket goes from `old_status` to `new_status`.
 
-	`row` holds SLA_FIELDS as they were. Active -> paused: the clock stops.
+	`row` (a Ticket, or a dict) holds SLA_FIELDS as they were. Active -> paused: the clock stops.
 	Paused -> active: the due times move on by the working time spent paused.
 	"""
 	now = now or now_datetime()
@@ -141,7 +141,7 @@ def transition(row, old_status: str | None, new_status: str, now: datetime.datet
 			due = row.get(fieldname)
 			if due and not (fieldname == "response_by" and row.get("first_responded_on")):
 				values[fieldname] = work.add(get_datetime(due), paused_for)
-		values["due_by"] = next_due({**row, **values})
+		values["due_by"] = next_due({**{f: row.get(f) for f in SLA_FIELDS}, **values})
 		values["is_overdue"] = overdue(values["due_by"], now)
 		return values
 	return {}

@@ -228,6 +228,18 @@ class TestAgentDeskState(SiteTestCase):
 			self.assertNotIn(ticket, self.count_list("overdue"))
 		with self.freeze_time(at(FRIDAY, 16, 30)):
 			self.assertIn(ticket, self.count_list("overdue"))
+		# By hand in the Desk: Pending on Friday 16:30, Open again on Monday 10:00. Paused Friday
+		# 16:30-17 and Monday 9-10 (1.5 h): Friday 16:00 + 1.5 h = Friday 16-17 + Monday 9-9:30.
+		next_monday = MONDAY + datetime.timedelta(days=7)
+		for moment, status in ((at(FRIDAY, 16, 30), "Pending"), (at(next_monday, 10), "Open")):
+			with self.freeze_time(moment):
+				doc = frappe.get_doc("Ticket", ticket)
+				doc.status = status
+				doc.save()
+				frappe.db.commit()
+		row = self.ticket(ticket)
+		self.assertEqual(get_datetime(row.resolution_by), at(next_monday, 9, 30))
+		self.assertEqual((row.due_by, row.is_overdue), (row.resolution_by, 1))
 
 	def count_list(self, key: str) -> list[str]:
 		if key == "overdue":
