@@ -46,10 +46,10 @@ def agent_replied(ticket: str) -> None:
 	if not row:
 		return
 	values = {"needs_reply": 0} if row.needs_reply else {}
-	values.update(sla.agent_replied(row))
 	if row.status in ("Open", "Pending"):
 		values["status"] = "Replied"
-		values.update(sla.transition(row, row.status, "Replied"))
+		values.update(sla.transition(row, row.status, "Replied"))  # a Pending clock runs again
+	values.update(sla.agent_replied({**row, **values}))
 	if values:
 		frappe.db.set_value("Ticket", ticket, values)
 
