@@ -145,20 +145,19 @@ Object.assign(email_flow.ticket, {
 		sidebar.find(".email-flow-customer").remove();
 		const esc = frappe.utils.escape_html;
 		const name = email_flow.plain_text(info.name) || info.email;
-		const contact = info.contact
-			? `<a href="/app/contact/${encodeURIComponent(info.contact)}">${esc(name)}</a>`
-			: esc(name);
+		const link = (doctype, docname) => frappe.utils.get_form_link(doctype, docname);
+		const contact = info.contact ? `<a href="${link("Contact", info.contact)}">${esc(name)}</a>` : esc(name);
 		const rows = (info.tickets || [])
 			.map(
-				(t) => `<li class="ellipsis"><a href="/app/ticket/${encodeURIComponent(t.name)}"
+				(t) => `<li class="ellipsis"><a href="${link("Ticket", t.name)}"
 					title="${esc(email_flow.plain_text(t.subject))}">${esc(t.name)}</a>
 					<span class="text-muted">· ${esc(__(t.status))} · ${esc(email_flow.plain_text(t.subject))}</span></li>`
 			)
 			.join("");
 		const all = info.email
-			? `<a class="small email-flow-customer-all" href="/app/ticket?raised_by=${encodeURIComponent(info.email)}">${__("All their tickets")}</a>`
+			? `<a href="#" class="small email-flow-customer-all">${__("All their tickets")}</a>`
 			: "";
-		$(`<div class="sidebar-section email-flow-customer">
+		const panel = $(`<div class="sidebar-section email-flow-customer">
 				<div class="sidebar-label">${__("Customer")}</div>
 				<div class="email-flow-customer-name">${contact}</div>
 				<div class="text-muted small ellipsis">${esc(info.email || "")}</div>
@@ -166,6 +165,10 @@ Object.assign(email_flow.ticket, {
 				${rows ? `<ul class="list-unstyled small email-flow-customer-tickets">${rows}</ul>` : `<div class="text-muted small">${__("None")}</div>`}
 				${all}
 			</div>`).prependTo(sidebar);
+		panel.find(".email-flow-customer-all").on("click", (e) => {
+			e.preventDefault();
+			email_flow.open_ticket_list([["raised_by", "=", info.email]]);
+		});
 	},
 
 	fold_timeline(frm) {
