@@ -233,7 +233,15 @@ email_flow.canned = {
 					})
 					.appendTo(menu)
 			);
-			menu.addClass("show").css({ display: "block", top: "auto", left: 0 });
+			// Under the caret (the editor's own coordinates, moved into the field's).
+			const selection = quill.getSelection();
+			const caret = quill.getBounds(selection ? selection.index : 0);
+			const editor = $(quill.container).position();
+			menu.addClass("show").css({
+				display: "block",
+				top: editor.top + caret.top + caret.height + 4,
+				left: editor.left + caret.left,
+			});
 		});
 	},
 	hide(menu) {
