@@ -84,6 +84,17 @@ def check_incoming(queue) -> dict:
 			"ok": True,
 			"message": _("Forwarding queues need no connection: mail is posted to the webhook."),
 		}
+	from email_flow_app.email_flow.services import graph_poll
+
+	if graph_poll.reads_graph(queue):
+		try:
+			folders = graph_poll.mailbox(queue).folders()
+			return {
+				"ok": True,
+				"message": _("Signed in to Microsoft Graph, {0} folders").format(len(folders)),
+			}
+		except ChannelError as exc:
+			return {"ok": False, "message": str(exc)}
 	try:
 		with connect.imap_source(queue) as source:
 			folders = source.list_folders()

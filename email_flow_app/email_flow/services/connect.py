@@ -68,9 +68,12 @@ def o365_scopes(doc) -> tuple[str, ...]:
 	"""IMAP/SMTP (XOAUTH2) or Graph scopes, delegated or app-only."""
 	from email_flow_app.channels import office365
 
-	graph = doc.channel_type == "Office 365 Graph"
+	reads_graph = doc.get("o365_read_via") == "Microsoft Graph"
+	graph = doc.channel_type == "Office 365 Graph" or reads_graph
 	if doc.get("o365_mode") == "App only":
 		return office365.GRAPH_APP_SCOPES if graph else office365.APP_SCOPES
+	if reads_graph:
+		return office365.GRAPH_MAIL_DELEGATED_SCOPES
 	return office365.GRAPH_DELEGATED_SCOPES if graph else office365.DELEGATED_SCOPES
 
 

@@ -56,6 +56,22 @@ def record_failure(doc, error: str, reconnect: bool = False) -> None:
 		notify_managers(doc, _("{0} {1}: {2}").format(_(doc.doctype), doc.name, _(status)), error)
 
 
+def record_throttled(doc, error: str, retry_after: float) -> None:
+	"""The provider asked us to wait (HTTP 429/503 with Retry-After): no poll before then.
+
+	Not a failure: no back-off growth, no notification; the wait shows in
+	last_error and next_poll_after until a poll succeeds.
+	"""
+	_set(
+		doc,
+		{
+			"last_poll": now_datetime(),
+			"last_error": error[:1000],
+			"next_poll_after": add_to_date(now_datetime(), seconds=max(1.0, retry_after)),
+		},
+	)
+
+
 def record_check_failure(doc, error: str) -> None:
 	"""A connection test an admin ran failed: show the error, keep the status and the back-off."""
 	_set(doc, {"last_error": error[:1000]})

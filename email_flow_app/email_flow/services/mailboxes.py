@@ -21,6 +21,7 @@ from email_flow_app.email_flow.services import connect, credentials
 QUEUE = "Incoming Email Queue"
 FOLDER = "Incoming Email Queue Folder"
 POLLED_TYPES = ("IMAP", "Office 365", "Google")
+GRAPH = "Microsoft Graph"  # Office 365 read via (services.graph_poll): no IMAP probe, no IDLE
 DEFAULT_FOLDER = "INBOX"
 QUEUE_FIELDS = (
 	"name",
@@ -53,10 +54,15 @@ class Mailbox:
 
 
 def polled_queues() -> list[Mailbox]:
-	"""Enabled IMAP / Office 365 / Google queues that are not waiting for a new sign-in."""
+	"""Enabled queues read over IMAP (IMAP, Office 365, Google) that are not waiting for a new sign-in."""
 	rows = frappe.get_all(
 		QUEUE,
-		filters={"enabled": 1, "channel_type": ("in", POLLED_TYPES), "status": ("!=", "Reconnect needed")},
+		filters={
+			"enabled": 1,
+			"channel_type": ("in", POLLED_TYPES),
+			"status": ("!=", "Reconnect needed"),
+			"o365_read_via": ("!=", GRAPH),
+		},
 		fields=list(QUEUE_FIELDS),
 		order_by="name",
 	)
@@ -79,6 +85,21 @@ def polled_queues() -> list[Mailbox]:
 	for row in rows:
 		row.doctype = QUEUE
 	return [Mailbox(row, tuple(folders.get(row.name) or [FolderState(DEFAULT_FOLDER)])) for row in rows]
+
+
+def graph_queues() -> list[frappe._dict]:
+	"""Enabled Office 365 queues read through Microsoft Graph, not waiting for a new sign-in."""
+	return frappe.get_all(
+		QUEUE,
+		filters={
+			"enabled": 1,
+			"channel_type": "Office 365",
+			"o365_read_via": GRAPH,
+			"status": ("!=", "Reconnect needed"),
+		},
+		fields=["name", "status", "next_poll_after"],
+		order_by="name",
+	)
 
 
 def tls_context() -> ssl.SSLContext:

@@ -27,6 +27,7 @@ from email_flow_app.channels.imap import FolderState, IMAPSource
 from email_flow_app.email_flow.services import (
 	channel_admin,
 	connect,
+	graph_poll,
 	health,
 	listener,
 	mailboxes,
@@ -80,6 +81,9 @@ def enqueue_polls() -> None:
 		to_probe.append(box)
 	if to_probe:
 		seen.update(_probe_and_enqueue(to_probe, clock))
+	for queue in mailboxes.graph_queues():  # no cheap probe over Graph: its delta round is one
+		if not (queue.next_poll_after and queue.next_poll_after > now):
+			enqueue_poll(queue.name)
 	names = {box.name for box in boxes}
 	frappe.cache.set_value(PROBE_STATE, {name: look for name, look in seen.items() if name in names})
 	process_pending()
@@ -169,6 +173,9 @@ def _poll(queue_name: str, run: dict) -> None:
 	queue = frappe.get_doc(QUEUE, queue_name)
 	# Stored by a run that died before filing them: file them first, in order.
 	run["filed"] += _process_received(queue_name)
+	if graph_poll.reads_graph(queue):
+		graph_poll.poll(queue, run)
+		return
 	try:
 		with connect.imap_source(queue) as source:
 			for row in queue.folders or [

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import frappe
 from frappe.utils import add_to_date, get_files_path, get_system_timezone, now_datetime
 
+from email_flow_app.channels.graph import GraphMessage, dedupe_key
 from email_flow_app.email_flow.services import attachments, settings
 from email_flow_app.mail import ParsedMessage, desk_text, normalize_message_id, parse_headers
 
@@ -58,6 +59,11 @@ def forwarded_key(queue: str, raw: bytes) -> str:
 	return f"fwd:{queue}:{hashlib.sha256(raw).hexdigest()}"
 
 
+def graph_key(mailbox: str, graph_id: str) -> str:
+	"""Per mailbox + immutable Graph id (channels.graph.dedupe_key), hashed: Graph ids run long."""
+	return f"graph:{hashlib.sha256(dedupe_key(mailbox, graph_id).encode()).hexdigest()}"
+
+
 def store_inbound(
 	*,
 	queue: str,
@@ -66,6 +72,7 @@ def store_inbound(
 	folder: str | None = None,
 	uidvalidity: int | None = None,
 	uid: int | None = None,
+	graph_id: str | None = None,
 ) -> tuple[str, bool]:
 	"""Keep `raw` as an Inbound Email with a private .eml File; (name, created).
 
@@ -83,6 +90,7 @@ def store_inbound(
 			"folder": folder,
 			"uidvalidity": str(uidvalidity) if uidvalidity is not None else None,
 			"uid": uid,
+			"graph_id": graph_id,
 			"dedupe_key": key,
 			"raw_size": len(raw),
 			"received_at": now_datetime(),
@@ -104,30 +112,54 @@ def store_batch(
 	dedupe key stored before; the caller commits. Each raw message is written
 	(and fsynced) to its own private file before the rows are inserted.
 	"""
+	source = {"folder": folder, "uidvalidity": str(uidvalidity) if uidvalidity is not None else None}
+	return _store_keyed(
+		queue,
+		[(imap_key(queue, folder, uidvalidity, uid), raw, {**source, "uid": uid}) for uid, raw in messages],
+	)
+
+
+def store_graph_batch(
+	*, queue: str, mailbox: str, folder: str, messages: list[GraphMessage]
+) -> list[tuple[str, bool]]:
+	"""`store_batch` for a Microsoft Graph delta page: keyed by mailbox + Graph id, the id kept."""
+	return _store_keyed(
+		queue,
+		[
+			(graph_key(mailbox, m.id), m.raw, {"folder": folder, "uidvalidity": None, "graph_id": m.id})
+			for m in messages
+		],
+	)
+
+
+def _store_keyed(queue: str, messages: list[tuple[str, bytes, dict]]) -> list[tuple[str, bool]]:
+	"""Store (dedupe key, raw, source fields) items; (name, created) per item, in order.
+
+	Every item names the same source fields (one bulk insert).
+	"""
 	if not messages:
 		return []
-	keys = [imap_key(queue, folder, uidvalidity, uid) for uid, _raw in messages]
+	keys = [key for key, _raw, _source in messages]
 	existing = dict(
 		frappe.get_all(
 			INBOUND, filters={"dedupe_key": ("in", keys)}, fields=["dedupe_key", "name"], as_list=True
 		)
 	)
 	new = [
-		(uid, raw, key)
-		for (uid, raw), key in zip(messages, keys, strict=True)
+		(key, raw, source)
+		for key, raw, source in messages
 		if key not in existing and not existing.setdefault(key, "")
 	]
+	created = {key for key, _raw, _source in new}
 	series = _series(len(new)) if new and attachments.direct_writes() else None
 	if series is None:
 		# No plain naming series, or files stored elsewhere: one record at a time.
-		for uid, raw, key in new:
-			existing[key] = store_inbound(
-				queue=queue, raw=raw, key=key, folder=folder, uidvalidity=uidvalidity, uid=uid
-			)[0]
-		return [(existing[key], key in {k for _u, _r, k in new}) for key in keys]
+		for key, raw, source in new:
+			existing[key] = store_inbound(queue=queue, raw=raw, key=key, **_inbound_args(source))[0]
+		return [(existing[key], key in created) for key in keys]
 	now = now_datetime()
 	rows, files = [], []
-	for (uid, raw, key), name in zip(new, series, strict=True):
+	for (key, raw, source), name in zip(new, series, strict=True):
 		file_name, url = attachments.write_private_file(f"{name}.eml", raw, fsync=True, reclaim_orphan=True)
 		files.append(attachments.file_row(file_name, url, raw, INBOUND, name))
 		rows.append(
@@ -135,9 +167,7 @@ def store_batch(
 				"name": name,
 				"email_queue": queue,
 				"status": "Received",
-				"folder": folder,
-				"uidvalidity": str(uidvalidity) if uidvalidity is not None else None,
-				"uid": uid,
+				**source,
 				"dedupe_key": key,
 				"raw_size": len(raw),
 				"received_at": now,
@@ -149,8 +179,15 @@ def store_batch(
 		existing[key] = name
 	attachments.bulk_insert(INBOUND, rows)
 	attachments.insert_file_rows(files)
-	created = {key for _uid, _raw, key in new}
 	return [(existing[key], key in created) for key in keys]
+
+
+def _inbound_args(source: dict) -> dict:
+	"""`store_inbound` keyword arguments from an item's source fields."""
+	args = dict(source)
+	if args.get("uidvalidity") is not None:
+		args["uidvalidity"] = int(args["uidvalidity"])
+	return args
 
 
 def _series(count: int) -> list[str] | None:

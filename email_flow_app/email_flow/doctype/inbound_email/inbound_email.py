@@ -26,6 +26,7 @@ class InboundEmail(Document):
 		email_queue: DF.Link | None
 		error_type: DF.Data | None
 		folder: DF.Data | None
+		graph_id: DF.Data | None
 		message_id: DF.Data | None
 		raw_file: DF.Attach | None
 		raw_size: DF.Int

@@ -2,6 +2,7 @@
 # For license information, please see license.txt
 
 import frappe
+from frappe import _
 from frappe.model.document import Document
 from frappe.utils import now_datetime
 
@@ -52,6 +53,7 @@ class IncomingEmailQueue(Document):
 		o365_client_id: DF.Data | None
 		o365_client_secret: DF.Password | None
 		o365_mode: DF.Literal["Delegated", "App only"]
+		o365_read_via: DF.Literal["IMAP", "Microsoft Graph"]
 		o365_tenant: DF.Data | None
 		outgoing_channel: DF.Link | None
 		password: DF.Password | None
@@ -122,11 +124,19 @@ class IncomingEmailQueue(Document):
 		self.email_address = (self.email_address or "").strip().lower()
 		self.creation_address = (self.creation_address or "").strip().lower() or None
 		channel_admin.apply_incoming_presets(self)
+		self.validate_graph_reading()
 		if self.channel_type != "Forwarding" and not self.folders:
 			self.append("folders", {"folder_name": "INBOX"})
 		if self.channel_type == "Forwarding" and not self.forwarding_secret:
 			self.forwarding_secret = frappe.generate_hash(length=32)
 		credentials.on_validate(self)
+
+	def validate_graph_reading(self):
+		"""Only an Office 365 queue reads through Microsoft Graph, and Graph takes OAuth tokens only."""
+		if self.channel_type != "Office 365":
+			self.o365_read_via = "IMAP"
+		elif self.o365_read_via == "Microsoft Graph" and self.auth_method != "OAuth":
+			frappe.throw(_("Reading through Microsoft Graph needs the OAuth sign-in (Auth Method: OAuth)."))
 
 	def on_update(self):
 		credentials.on_update(self)

@@ -14,8 +14,10 @@ class IncomingEmailQueueFolder(Document):
 	if TYPE_CHECKING:
 		from frappe.types import DF
 
+		delta_link: DF.SmallText | None
 		folder_name: DF.Data
 		last_uid: DF.Int
+		next_link: DF.SmallText | None
 		parent: DF.Data
 		parentfield: DF.Data
 		parenttype: DF.Data
