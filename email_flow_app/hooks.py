@@ -49,6 +49,12 @@ doc_events = {
 	# A restricted queue's ticket is assigned or shared only with its agents.
 	"ToDo": {"validate": "email_flow_app.email_flow.permissions.check_assignment"},
 	"DocShare": {"validate": "email_flow_app.email_flow.permissions.check_assignment"},
+	# Who may see which queue is cached per user (permissions.queue_visibility).
+	"Incoming Email Queue": {
+		"after_insert": "email_flow_app.email_flow.permissions.clear_queue_visibility",
+		"on_update": "email_flow_app.email_flow.permissions.clear_queue_visibility",
+		"on_trash": "email_flow_app.email_flow.permissions.clear_queue_visibility",
+	},
 	# Support Agents land on the Support workspace (unless they chose another).
 	"User": {"validate": "email_flow_app.install.default_support_workspace"},
 	# The raw-mail archive is append-only: its .eml Files go only by the retention rule.

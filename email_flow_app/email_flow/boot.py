@@ -17,8 +17,6 @@ def queue_colours() -> dict[str, str]:
 	"""Name → colour of the queues whose tickets the user may see (nothing else of a queue)."""
 	if frappe.session.user == "Guest" or not frappe.has_permission("Ticket", "read"):
 		return {}
-	hidden = (
-		set(permissions.hidden_queues(frappe.session.user)) if permissions.is_restricted_user() else set()
-	)
+	hidden = set(permissions.hidden_for(frappe.session.user))
 	rows = frappe.get_all("Incoming Email Queue", fields=["name", "color"], as_list=True)
 	return {name: colour for name, colour in rows if name not in hidden}

@@ -43,9 +43,32 @@ def hidden_queues(user: str) -> list[str]:
 	return [q for q in restricted if q not in mine]
 
 
-def _hidden_for(user: str | None) -> list[str]:
+VISIBILITY_CACHE = "email_flow:queue_visibility"
+
+
+def queue_visibility(user: str) -> tuple[list[str], list[str]]:
+	"""(hidden, visible) queues of a restricted user, kept in Redis until any queue changes.
+
+	Every list, count and report of Tickets asks it; computed, it costs three
+	queries, which at a few milliseconds would be most of an indexed list call.
+	"""
+	cached = frappe.cache.hget(VISIBILITY_CACHE, user)
+	if cached is None:
+		hidden = hidden_queues(user)
+		visible = [q for q in frappe.get_all("Incoming Email Queue", pluck="name") if q not in set(hidden)]
+		cached = (hidden, visible)
+		frappe.cache.hset(VISIBILITY_CACHE, user, cached)
+	return cached
+
+
+def clear_queue_visibility(doc=None, method=None) -> None:
+	"""Incoming Email Queue inserted, saved (agents, restriction) or deleted: ask again."""
+	frappe.cache.delete_value(VISIBILITY_CACHE)
+
+
+def hidden_for(user: str | None) -> list[str]:
 	user = user or frappe.session.user
-	return hidden_queues(user) if is_restricted_user(user) else []
+	return queue_visibility(user)[0] if is_restricted_user(user) else []
 
 
 def _in_list(names: list[str]) -> str:
@@ -53,13 +76,15 @@ def _in_list(names: list[str]) -> str:
 
 
 def ticket_query_conditions(user: str | None = None) -> str:
-	hidden = _hidden_for(user)
+	user = user or frappe.session.user
+	if not is_restricted_user(user):
+		return ""
+	hidden, visible = queue_visibility(user)
 	if not hidden:
 		return ""
 	# The queues the user sees, named: with the (email_queue, status, modified) index a count
 	# or list reads only those queues' rows (a `not in` would scan them all). No function
 	# around the column. Tickets without a queue stay visible.
-	visible = [q for q in frappe.get_all("Incoming Email Queue", pluck="name") if q not in set(hidden)]
 	if not visible:
 		return "`tabTicket`.`email_queue` is null"
 	return f"(`tabTicket`.`email_queue` is null or `tabTicket`.`email_queue` in ({_in_list(visible)}))"
@@ -70,7 +95,7 @@ def _hidden_ticket_subquery(hidden: list[str]) -> str:
 
 
 def can_see_queue(queue: str | None, user: str | None = None) -> bool:
-	return not queue or queue not in _hidden_for(user)
+	return not queue or queue not in hidden_for(user)
 
 
 def has_ticket_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
@@ -102,7 +127,7 @@ def check_assignment(doc, method: str | None = None) -> None:
 
 
 def communication_query_conditions(user: str | None = None) -> str:
-	hidden = _hidden_for(user)
+	hidden = hidden_for(user)
 	if not hidden:
 		return ""
 	return (
@@ -113,7 +138,7 @@ def communication_query_conditions(user: str | None = None) -> str:
 
 def file_query_conditions(user: str | None = None) -> str:
 	"""Ticket and Communication attachments of hidden tickets stay out of File lists."""
-	hidden = _hidden_for(user)
+	hidden = hidden_for(user)
 	if not hidden:
 		return ""
 	tickets = _hidden_ticket_subquery(hidden)
@@ -155,7 +180,7 @@ def queue_link_query(
 		frappe.has_permission("Incoming Email Queue", "select") or frappe.has_permission("Ticket", "read")
 	):
 		raise frappe.PermissionError(_("Not permitted"))
-	hidden = set(_hidden_for(None))
+	hidden = set(hidden_for(None))
 	rows = frappe.get_all(
 		"Incoming Email Queue",
 		filters={"name": ("like", f"%{txt}%")} if txt else None,
