@@ -344,13 +344,16 @@ def cleanup(frappe, state: dict) -> None:
 		with removing_raw_mail():
 			for chunk in range(0, len(tickets), 500):
 				names = tickets[chunk : chunk + 500]
-				for file in frappe.get_all("File", filters={"attached_to_name": ("in", names)}, pluck="name"):
-					frappe.delete_doc("File", file, force=True, ignore_permissions=True)  # from disk too
 				for doctype in ("Communication", "Comment", "ToDo"):
 					frappe.db.delete(doctype, {"reference_name": ("in", names)})
 				frappe.db.delete("Ticket", {"name": ("in", names)})
-			for name in inbound:
-				frappe.delete_doc("Inbound Email", name, force=True, ignore_permissions=True)
+			# Attachments and raw .eml files: each File document removes its file from disk.
+			for chunk in range(0, len(tickets + inbound), 500):
+				names = (tickets + inbound)[chunk : chunk + 500]
+				for file in frappe.get_all("File", filters={"attached_to_name": ("in", names)}, pluck="name"):
+					frappe.delete_doc("File", file, force=True, ignore_permissions=True)
+			for chunk in range(0, len(inbound), 500):
+				frappe.db.delete("Inbound Email", {"name": ("in", inbound[chunk : chunk + 500])})
 		for name in queues:
 			frappe.delete_doc("Incoming Email Queue", name, force=True, ignore_permissions=True)
 	for user in state["users"]:
