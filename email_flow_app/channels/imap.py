@@ -449,13 +449,17 @@ class IMAPSource:
 		Until :meth:`end_idle`, the only calls allowed are :meth:`idle_responses` and
 		:meth:`renew_idle`.
 		"""
+		self._enter_idle(folder)
+		return self._conn().socket()
+
+	def _enter_idle(self, folder: str) -> None:
+		"""Select ``folder`` read-only and send IDLE (refused clearly where the server has none)."""
 		client = self._conn()
 		self._select(folder, readonly=True)
 		with self._translate(f"waiting for mail in {folder!r}"):
 			if not client.has_capability("IDLE"):
 				raise PermanentError(f"{self._where} does not support IDLE")
 			client.idle()
-		return client.socket()
 
 	def idle_responses(self) -> list[tuple]:
 		"""What the server said during IDLE so far, without blocking (parsed untagged responses).
@@ -490,12 +494,9 @@ class IMAPSource:
 
 	def idle(self, folder: str, timeout: float) -> bool:
 		"""Wait up to ``timeout`` seconds for new mail in ``folder`` (IMAP IDLE); True if some arrived."""
+		self._enter_idle(folder)
 		client = self._conn()
-		self._select(folder, readonly=True)
 		with self._translate(f"waiting for mail in {folder!r}"):
-			if not client.has_capability("IDLE"):
-				raise PermanentError(f"{self._where} does not support IDLE")
-			client.idle()
 			try:
 				responses = client.idle_check(timeout)
 			finally:

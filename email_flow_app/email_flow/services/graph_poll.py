@@ -22,7 +22,6 @@ server (mark read or move) and record that on the rows. So:
 import frappe
 from frappe import _
 
-from email_flow_app.channels.errors import ChannelError, ReconnectNeeded
 from email_flow_app.channels.graph import (
 	DEFAULT_MAX_WAIT,
 	GRAPH_BASE,
@@ -30,7 +29,6 @@ from email_flow_app.channels.graph import (
 	GraphClient,
 	GraphFolderState,
 	GraphMailbox,
-	Throttled,
 	Throttling,
 )
 from email_flow_app.email_flow.services import connect, health, polling
@@ -51,21 +49,10 @@ def reads_graph(queue) -> bool:
 def poll(queue, run: dict) -> None:
 	"""Read every folder of `queue` over Graph; records health; commits."""
 	throttling: list[Throttling] = []
-	try:
+	with health.recording(queue, run):
 		box = mailbox(queue, throttling.append)
 		for row in queue.folders or [frappe._dict(name=None, folder_name="inbox")]:
 			_poll_folder(queue, box, row, run)
-	except Throttled as exc:
-		run["error"] = str(exc)
-		health.record_throttled(queue, str(exc), exc.retry_after)
-	except ReconnectNeeded as exc:
-		run["error"] = str(exc)
-		health.record_failure(queue, str(exc), reconnect=True)
-	except ChannelError as exc:
-		run["error"] = str(exc)
-		health.record_failure(queue, str(exc))
-	else:
-		health.record_success(queue)
 	if throttling:
 		run["throttled"] = [str(event) for event in throttling]
 	frappe.db.commit()

@@ -5,9 +5,14 @@ and Outgoing Channels (status, last_success, last_error only): fields a
 DocType does not have are skipped.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import frappe
 from frappe import _
 from frappe.utils import add_to_date, now_datetime
+
+from email_flow_app.channels.errors import ChannelError, ReconnectNeeded
 
 MAX_BACKOFF_MINUTES = 60
 MANAGER_ROLE = "Support Manager"
@@ -70,6 +75,26 @@ def record_throttled(doc, error: str, retry_after: float) -> None:
 			"next_poll_after": add_to_date(now_datetime(), seconds=max(1.0, retry_after)),
 		},
 	)
+
+
+@contextmanager
+def recording(doc, run: dict) -> Iterator[None]:
+	"""A poll run's outcome on the queue's health: success, a failure (Reconnect needed for a
+	refused sign-in), or throttling (the channel's Retry-After); the error also goes in `run`."""
+	try:
+		yield
+	except ReconnectNeeded as exc:
+		run["error"] = str(exc)
+		record_failure(doc, str(exc), reconnect=True)
+	except ChannelError as exc:
+		run["error"] = str(exc)
+		retry_after = getattr(exc, "retry_after", None)  # channels.graph.Throttled
+		if retry_after is not None:
+			record_throttled(doc, str(exc), retry_after)
+		else:
+			record_failure(doc, str(exc))
+	else:
+		record_success(doc)
 
 
 def record_check_failure(doc, error: str) -> None:

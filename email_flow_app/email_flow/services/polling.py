@@ -22,7 +22,7 @@ from frappe.utils import add_to_date, now_datetime
 from frappe.utils.background_jobs import get_job_status
 from rq.job import JobStatus
 
-from email_flow_app.channels.errors import ChannelError, ReconnectNeeded, UIDValidityChanged
+from email_flow_app.channels.errors import ChannelError, UIDValidityChanged
 from email_flow_app.channels.imap import FolderState, IMAPSource
 from email_flow_app.email_flow.services import (
 	channel_admin,
@@ -176,20 +176,11 @@ def _poll(queue_name: str, run: dict) -> None:
 	if graph_poll.reads_graph(queue):
 		graph_poll.poll(queue, run)
 		return
-	try:
-		with connect.imap_source(queue) as source:
-			for row in queue.folders or [
-				frappe._dict(name=None, folder_name="INBOX", uidvalidity=None, last_uid=0)
-			]:
-				_poll_folder(queue, source, row, run)
-	except ReconnectNeeded as exc:
-		run["error"] = str(exc)
-		health.record_failure(queue, str(exc), reconnect=True)
-	except ChannelError as exc:
-		run["error"] = str(exc)
-		health.record_failure(queue, str(exc))
-	else:
-		health.record_success(queue)
+	with health.recording(queue, run), connect.imap_source(queue) as source:
+		for row in queue.folders or [
+			frappe._dict(name=None, folder_name="INBOX", uidvalidity=None, last_uid=0)
+		]:
+			_poll_folder(queue, source, row, run)
 	frappe.db.commit()
 
 
