@@ -287,7 +287,7 @@ def main() -> None:
 	if not schedule_jobs_based_on_activity():
 		sys.exit(f"{args.site}: the scheduler skips this dormant site (no Activity Log lately): log in once")
 
-	from email_flow_app.email_flow.services import listener, polling
+	from email_flow_app.email_flow.services import listener, polling, tick
 	from email_flow_app.email_flow.tests.utils import MailWorld
 
 	world = MailWorld()
@@ -300,7 +300,7 @@ def main() -> None:
 		world.start()
 		queue = world.queue.name
 		polling.poll_queue(queue)  # healthy, folder state known
-		polling.enqueue_polls()  # the tick's probe clock starts
+		tick.enqueue_polls()  # the tick's probe clock starts
 		frappe.db.commit()
 		procs.start("worker", "worker", cwd=own.worker_sites if own else None)
 		procs.start("schedule", "schedule")

@@ -26,9 +26,11 @@ extend_bootinfo = "email_flow_app.email_flow.boot.extend_bootinfo"
 scheduler_events = {
 	"cron": {
 		"* * * * *": [
-			"email_flow_app.email_flow.services.polling.enqueue_polls",
+			"email_flow_app.email_flow.services.tick.enqueue_polls",
 			"email_flow_app.email_flow.services.sla.mark_overdue",
 		],
+		# Microsoft Graph change notifications: subscribe, renew, replace (services/graph_push.py).
+		"*/15 * * * *": ["email_flow_app.email_flow.services.graph_push.maintain_subscriptions"],
 	},
 	"daily_long": [
 		"email_flow_app.email_flow.services.retention.apply_retention",

@@ -6,7 +6,6 @@ import ssl
 import tempfile
 
 import frappe
-import requests
 from frappe.utils.password import get_decrypted_password
 
 from email_flow_app.channels.auth import OAuthAuth, PasswordAuth
@@ -77,29 +76,36 @@ def o365_scopes(doc) -> tuple[str, ...]:
 	return office365.GRAPH_DELEGATED_SCOPES if graph else office365.DELEGATED_SCOPES
 
 
-class _TrustingSession(requests.Session):
-	"""Verifies with `ca_bundle` even when REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE are set.
+def http_session():
+	"""A requests session for the identity providers; trusts `email_flow_ca_bundle` as well.
 
-	requests lets those variables override `Session.verify`; proxies from the
-	environment still apply.
+	It verifies with that bundle even when REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+	are set (requests lets those variables override `Session.verify`); proxies
+	from the environment still apply.
 	"""
-
-	ca_bundle: str | None = None
-
-	def merge_environment_settings(self, url, proxies, stream, verify, cert):
-		merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
-		if self.ca_bundle and merged.get("verify") is not False:
-			merged["verify"] = self.ca_bundle
-		return merged
-
-
-def http_session() -> requests.Session:
-	"""A requests session for the identity providers; trusts `email_flow_ca_bundle` as well."""
-	session = _TrustingSession()
+	session = _trusting_session_class()()
 	bundle = frappe.conf.get("email_flow_ca_bundle")
 	if bundle:
 		session.ca_bundle = _combined_bundle(bundle)
 	return session
+
+
+@functools.cache
+def _trusting_session_class():
+	# requests is imported here, not at module level: the per-minute tick
+	# imports this module in a fresh process and needs no HTTP client.
+	import requests
+
+	class TrustingSession(requests.Session):
+		ca_bundle: str | None = None
+
+		def merge_environment_settings(self, url, proxies, stream, verify, cert):
+			merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+			if self.ca_bundle and merged.get("verify") is not False:
+				merged["verify"] = self.ca_bundle
+			return merged
+
+	return TrustingSession
 
 
 @functools.cache

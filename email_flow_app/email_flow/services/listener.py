@@ -1,7 +1,7 @@
 """Push for IMAP: one process holds IDLE for every polled queue of every site (`bench email-flow listen`).
 
 The listener only signals: when a server announces mail, it queues that
-queue's poll job (polling.enqueue_poll, deduplicated), so storing,
+queue's poll job (tick.enqueue_poll, deduplicated), so storing,
 acknowledging and exactly-once stay in the poll job. It is optional: without
 it the per-minute tick polls as before.
 
@@ -91,7 +91,7 @@ class Listener:
 		"""Queue a poll for every queue the servers signalled, one site context per site."""
 		if not self._signalled:
 			return
-		from email_flow_app.email_flow.services.polling import enqueue_poll
+		from email_flow_app.email_flow.services.tick import enqueue_poll
 
 		by_site: dict[str, set[str]] = {}
 		for site, queue, _folder in self._signalled:

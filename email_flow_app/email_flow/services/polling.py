@@ -13,25 +13,19 @@ run. Every stored batch counts as progress for the queue's health: an
 interrupted drain does not back off as if nothing had worked.
 """
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-
 import frappe
 from frappe import _
 from frappe.utils import add_to_date, now_datetime
-from frappe.utils.background_jobs import get_job_status
-from rq.job import JobStatus
 
-from email_flow_app.channels.errors import ChannelError, UIDValidityChanged
-from email_flow_app.channels.imap import FolderState, IMAPSource
+from email_flow_app.channels.errors import UIDValidityChanged
+from email_flow_app.channels.imap import FolderState
 from email_flow_app.email_flow.services import (
 	channel_admin,
 	connect,
 	graph_poll,
 	health,
-	listener,
-	mailboxes,
 	settings,
+	tick,
 )
 from email_flow_app.email_flow.services.ingest import process_batch, release_locks
 from email_flow_app.email_flow.services.store import INBOUND, store_batch
@@ -44,110 +38,9 @@ PROCESS_CHUNK = 20  # messages filed per commit
 ACK_MODES = {"Mark as seen": "seen", "Move to folder": "move", "Leave on server": "leave"}
 DEADLOCK_RETRIES = 3
 ACK_CATCH_UP = 1000  # stored-but-unacknowledged messages acknowledged per statement
-PROBE_STATE = "email_flow:probe"  # cache: queue → when the tick last probed it
-PROBE_THREADS = 8  # mailboxes probed at once by the per-minute tick
-RELAXED_MINUTES = 10  # a queue a live IDLE listener watches is probed this often (safety net)
 
-
-def enqueue_polls() -> None:
-	"""Every minute, in this one job: look at every due queue cheaply, queue a poll only where mail may be.
-
-	A queue that is failing, new, or has stored mail left to acknowledge gets a
-	poll job (it records health and backs off). A healthy queue is probed: one
-	login and a STATUS per folder, a few mailboxes at once (IMAPSource.has_new:
-	SELECT and SEARCH only where UIDNEXT moved past the last UID fetched); it
-	gets a poll job when a folder holds mail above that UID or was renumbered.
-	Queues whose IDLE a live listener holds are probed every RELAXED_MINUTES
-	only, as a safety net; when the listener's heartbeat expires they are
-	probed every minute again.
-	"""
-	now = now_datetime()
-	clock = time.time()
-	boxes = mailboxes.polled_queues()
-	watched = listener.watched_queues()
-	seen = frappe.cache.get_value(PROBE_STATE) or {}
-	unacknowledged = _queues_with_unacknowledged([box.name for box in boxes])
-	to_probe = []
-	for box in boxes:
-		queue = box.queue
-		if queue.next_poll_after and queue.next_poll_after > now:
-			continue  # backing off after failures
-		if queue.status != health.HEALTHY or box.name in unacknowledged:
-			enqueue_poll(box.name)
-			continue
-		last = seen.get(box.name)
-		if box.name in watched and last and clock - last["at"] < RELAXED_MINUTES * 60:
-			continue
-		to_probe.append(box)
-	if to_probe:
-		seen.update(_probe_and_enqueue(to_probe, clock))
-	for queue in mailboxes.graph_queues():  # no cheap probe over Graph: its delta round is one
-		if not (queue.next_poll_after and queue.next_poll_after > now):
-			enqueue_poll(queue.name)
-	names = {box.name for box in boxes}
-	frappe.cache.set_value(PROBE_STATE, {name: look for name, look in seen.items() if name in names})
-	process_pending()
-
-
-def _queues_with_unacknowledged(names: list[str]) -> set[str]:
-	"""Queues with stored mail not yet acknowledged on the server (their poll catches it up)."""
-	if not names:
-		return set()
-	return set(
-		frappe.get_all(
-			INBOUND,
-			filters={"acknowledged": 0, "uid": (">", 0), "email_queue": ("in", names)},
-			pluck="email_queue",
-			distinct=True,
-		)
-	)
-
-
-def _probe_and_enqueue(boxes: list, clock: float) -> dict:
-	"""Probe `boxes`, queue a poll for each that has new mail; returns when each was probed."""
-	context = mailboxes.tls_context()
-	logins = mailboxes.password_logins(boxes, context)
-	work = []
-	for box in boxes:
-		try:
-			work.append((box, *mailboxes.login(box, context, logins)))
-		except Exception:  # the poll job reports it on the queue (Reconnect needed, back-off)
-			enqueue_poll(box.name)
-	probed = {}
-	with ThreadPoolExecutor(max_workers=max(1, min(PROBE_THREADS, len(work)))) as pool:
-		for (box, _config, _auth), outcome in zip(work, pool.map(lambda w: _probe(*w), work), strict=True):
-			if outcome is not False:  # new mail, or an error the poll job records (and backs off)
-				enqueue_poll(box.name)
-			if not isinstance(outcome, ChannelError):
-				probed[box.name] = {"at": clock}
-	return probed
-
-
-def _probe(box, config, auth) -> "bool | ChannelError":
-	"""In a probe thread (no frappe here): one login; whether any folder of `box` has new mail."""
-	try:
-		with IMAPSource(config, auth) as source:
-			return any(source.has_new(state) for state in box.folders)
-	except ChannelError as exc:
-		return exc
-
-
-def enqueue_poll(queue_name: str) -> None:
-	"""Queue a poll unless one is already waiting.
-
-	A job that is running (or whose worker died: RQ keeps it 'started' until
-	its timeout) does not block a new one; the per-queue lock in poll_queue
-	makes sure two never run at once.
-	"""
-	job_id = f"email_flow_poll::{queue_name}"
-	if get_job_status(job_id) == JobStatus.QUEUED:
-		return
-	frappe.enqueue(
-		"email_flow_app.email_flow.services.polling.poll_queue",
-		queue="long",
-		job_id=job_id,
-		queue_name=queue_name,
-	)
+# The per-minute tick and queueing a poll live in services/tick.py (kept light):
+enqueue_poll = tick.enqueue_poll
 
 
 def poll_queue(queue_name: str) -> dict:
@@ -309,7 +202,7 @@ def process_pending(limit: int = 500) -> int:
 	Only records older than two minutes: younger ones may still be in the
 	hands of the request or job that stored them.
 	"""
-	return _process_received(None, limit, older_than_minutes=2)
+	return _process_received(None, limit, older_than_minutes=tick.PENDING_MINUTES)
 
 
 def _process_received(queue_name: str | None, limit: int = 500, older_than_minutes: int = 0) -> int:

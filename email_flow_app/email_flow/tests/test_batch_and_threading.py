@@ -2,7 +2,7 @@
 
 import frappe
 
-from email_flow_app.email_flow.services.polling import enqueue_polls
+from email_flow_app.email_flow.services.tick import enqueue_polls
 from email_flow_app.email_flow.tests.utils import MailWorldTestCase, customer_email, run_worker
 
 BATCH = 200

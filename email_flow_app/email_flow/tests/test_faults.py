@@ -18,7 +18,8 @@ import time
 import frappe
 from frappe.utils import add_to_date, get_files_path, now_datetime
 
-from email_flow_app.email_flow.services.polling import enqueue_poll, enqueue_polls, process_pending
+from email_flow_app.email_flow.services.polling import process_pending
+from email_flow_app.email_flow.services.tick import enqueue_poll, enqueue_polls
 from email_flow_app.email_flow.tests.utils import (
 	MailWorld,
 	SiteTestCase,

@@ -16,7 +16,7 @@ from frappe.installer import update_site_config
 from frappe.utils import get_datetime, now_datetime
 
 from email_flow_app.email_flow.services import channel_admin
-from email_flow_app.email_flow.services.polling import enqueue_polls
+from email_flow_app.email_flow.services.tick import enqueue_polls
 from email_flow_app.email_flow.tests.utils import SiteTestCase, cleanup, customer_email, run_worker
 from email_flow_app.testing.oauth_provider import OAuthTestProvider
 from email_flow_app.testing.tls import TestCA

@@ -14,7 +14,7 @@ from unittest.mock import call, patch
 
 import frappe
 
-from email_flow_app.email_flow.services import listener, polling
+from email_flow_app.email_flow.services import listener, tick
 from email_flow_app.email_flow.tests.utils import (
 	SUPPORT_PASSWORD,
 	MailWorldTestCase,
@@ -147,11 +147,11 @@ class TestListener(MailWorldTestCase):
 		proc = self.start(spawn_listener)
 		self.wait_watched()
 
-		polling.enqueue_polls()  # probes once: the safety net's clock starts
-		first = frappe.cache.get_value(polling.PROBE_STATE)[name]["at"]
+		tick.enqueue_polls()  # probes once: the safety net's clock starts
+		first = frappe.cache.get_value(tick.PROBE_STATE)[name]["at"]
 		time.sleep(1.1)
-		polling.enqueue_polls()  # watched by a live listener: not probed again within RELAXED_MINUTES
-		self.assertEqual(frappe.cache.get_value(polling.PROBE_STATE)[name]["at"], first)
+		tick.enqueue_polls()  # watched by a live listener: not probed again within RELAXED_MINUTES
+		self.assertEqual(frappe.cache.get_value(tick.PROBE_STATE)[name]["at"], first)
 
 		os.killpg(proc.pid, signal.SIGKILL)  # no goodbye: the heartbeat must expire by itself
 		proc.wait()
@@ -159,9 +159,9 @@ class TestListener(MailWorldTestCase):
 
 		subject = f"After the listener {frappe.generate_hash(length=6)}"
 		self.deliver(subject)
-		polling.enqueue_polls()  # the next minute's tick probes it again and queues its poll
+		tick.enqueue_polls()  # the next minute's tick probes it again and queues its poll
 		frappe.db.commit()
-		self.assertGreater(frappe.cache.get_value(polling.PROBE_STATE)[name]["at"], first)
+		self.assertGreater(frappe.cache.get_value(tick.PROBE_STATE)[name]["at"], first)
 		self.assertEqual(run_worker("long"), 0)
 		frappe.db.rollback()
 		self.assertTrue(self.tickets(subject))
@@ -169,15 +169,15 @@ class TestListener(MailWorldTestCase):
 	def test_idle_tick_queues_no_poll_job_and_one_where_mail_came(self):
 		self.world.poll()
 		name = self.world.queue.name
-		with patch.object(polling, "enqueue_poll", wraps=polling.enqueue_poll) as queued:
-			polling.enqueue_polls()
+		with patch.object(tick, "enqueue_poll", wraps=tick.enqueue_poll) as queued:
+			tick.enqueue_polls()
 			self.assertNotIn(call(name), queued.call_args_list)  # idle: probed, no job
 
 			subject = f"Tick {frappe.generate_hash(length=6)}"
 			self.deliver(subject)
-			polling.enqueue_polls()
+			tick.enqueue_polls()
 			self.assertIn(call(name), queued.call_args_list)
-		self.assertGreater(frappe.cache.get_value(polling.PROBE_STATE)[name]["at"], 0)
+		self.assertGreater(frappe.cache.get_value(tick.PROBE_STATE)[name]["at"], 0)
 		frappe.db.commit()
 		self.assertEqual(run_worker("long"), 0)
 		frappe.db.rollback()

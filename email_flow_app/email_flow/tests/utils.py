@@ -96,7 +96,7 @@ class MailWorld:
 		Raises with the queue's last error when a poll of this world's queues failed,
 		so a test never mistakes a failed (or backed-off) poll for 'no mail'.
 		"""
-		from email_flow_app.email_flow.services.polling import enqueue_polls
+		from email_flow_app.email_flow.services.tick import enqueue_polls
 
 		enqueue_polls()
 		frappe.db.commit()

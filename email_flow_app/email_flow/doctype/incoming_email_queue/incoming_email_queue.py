@@ -156,7 +156,7 @@ class IncomingEmailQueue(Document):
 		"""Queue a poll; the Desk asks `poll_outcome` with `requested_at` until the run is done."""
 		frappe.only_for(("System Manager", "Support Manager"))
 		self.check_permission("read")
-		from email_flow_app.email_flow.services.polling import enqueue_poll
+		from email_flow_app.email_flow.services.tick import enqueue_poll
 
 		requested_at = str(now_datetime())
 		enqueue_poll(self.name)

@@ -140,7 +140,7 @@ class TestSupportDesk(SiteTestCase):
 
 	def poll(self) -> None:
 		"""The queue's poll job (what the scheduler's tick or the IDLE listener queues), run by a real worker."""
-		from email_flow_app.email_flow.services.polling import enqueue_poll
+		from email_flow_app.email_flow.services.tick import enqueue_poll
 
 		enqueue_poll(self.queue.name)
 		frappe.db.commit()

@@ -225,7 +225,7 @@ class TestTeamLoopWithRealActors(SiteTestCase):
 
 	def poll(self) -> None:
 		"""The scheduler's tick, then a real worker runs the poll job."""
-		from email_flow_app.email_flow.services.polling import enqueue_polls
+		from email_flow_app.email_flow.services.tick import enqueue_polls
 
 		enqueue_polls()
 		frappe.db.commit()
