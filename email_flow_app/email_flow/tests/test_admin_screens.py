@@ -11,7 +11,7 @@ from email_flow_app.email_flow.services.ingest import process_inbound, release_l
 from email_flow_app.email_flow.services.polling import poll_queue
 from email_flow_app.email_flow.services.store import store_inbound
 from email_flow_app.email_flow.tests.test_permissions_and_forwarding import make_user
-from email_flow_app.email_flow.tests.utils import MailWorldTestCase, customer_email
+from email_flow_app.email_flow.tests.utils import MailWorldTestCase, customer_email, run_worker
 
 INBOUND = "Inbound Email"
 BLOCKED = "Email Flow Blocked Address"
@@ -212,6 +212,21 @@ class TestAdminScreens(MailWorldTestCase):
 		self.assertEqual(outcome["message"], "2 new messages, 2 new tickets")
 		# A click after that run waits for the next one.
 		self.assertEqual(channel_admin.poll_outcome(queue, str(now_datetime())), {"done": False})
+
+	def test_poll_now_files_mail_as_the_system_not_as_the_manager_who_clicked(self):
+		queue = self.world.queue.name
+		message = self.mail("Clicked in")
+		self.world.deliver(message.as_bytes())
+		frappe.set_user(self.manager)
+		frappe.get_doc("Incoming Email Queue", queue).poll_now()
+		frappe.set_user("Administrator")
+		frappe.db.commit()
+		self.assertEqual(run_worker("long"), 0)
+		frappe.db.rollback()
+		owners = frappe.get_all(
+			"Ticket", filters={"email_queue": queue, "subject": message["Subject"]}, pluck="owner"
+		)
+		self.assertEqual(owners, ["Administrator"])
 
 	def test_poll_outcome_reports_the_error(self):
 		frappe.set_user("Administrator")

@@ -21,6 +21,7 @@ from email_flow_app.email_flow.tests.utils import (
 	_kill_tree,
 	customer_email,
 	run_worker,
+	spawn_worker,
 )
 
 REFRESH = 1.0  # the listener's refresh: heartbeat TTL is three of these
@@ -182,3 +183,54 @@ class TestListener(MailWorldTestCase):
 		self.assertEqual(run_worker("long"), 0)
 		frappe.db.rollback()
 		self.assertTrue(self.tickets(subject))
+
+	def test_mail_signalled_while_a_poll_runs_is_fetched_before_that_poll_stops(self):
+		"""Two workers: the listener's job for new mail finds the queue's poll running.
+
+		The running poll had already looked at the server; the second job asks it to
+		look once more (and waits for its lock), so the new mail does not wait for
+		the next safety-net probe.
+		"""
+		from email_flow_app.email_flow.services import polling
+
+		self.world.poll()  # healthy, up to date
+		name = self.world.queue.name
+		late = f"Late {frappe.generate_hash(length=6)}"
+		second: list[subprocess.Popen] = []
+		real_poll = polling._poll
+
+		def first_pass_then_new_mail(queue_name, run):
+			real_poll(queue_name, run)
+			if second:
+				return
+			# This pass has fetched; now mail comes and the listener queues a poll,
+			# which a second worker picks up while this one still holds the lock.
+			self.deliver(late)
+			tick.enqueue_poll(name)
+			frappe.db.commit()
+			second.append(spawn_worker("long"))
+			self.assertTrue(
+				wait_for_cache(lambda: frappe.cache.get_value(polling._again_key(name), expires=True)),
+				"the second job never asked the running poll to look again",
+			)
+
+		with patch.object(polling, "_poll", side_effect=first_pass_then_new_mail):
+			run = polling.poll_queue(name)
+		frappe.db.commit()
+		self.assertIsNone(run["error"])
+		frappe.db.rollback()
+		# Filed by the running poll's extra pass, before it released the queue.
+		self.assertEqual(len(self.tickets(late)), 1)
+		self.assertEqual(second[0].wait(timeout=120), 0)
+		frappe.db.rollback()
+		self.assertEqual(len(self.tickets(late)), 1)  # the second job found nothing more
+		self.assertIsNone(frappe.cache.get_value(polling._again_key(name), expires=True))
+
+
+def wait_for_cache(condition, timeout: float = TICKET_WAIT) -> bool:
+	deadline = time.monotonic() + timeout
+	while time.monotonic() < deadline:
+		if condition():
+			return True
+		time.sleep(0.1)
+	return False
