@@ -145,6 +145,10 @@ def on_doctype_update():
 	frappe.db.add_index("Ticket", ["raised_by", "creation"])
 	# Lists and counts by queue (the restricted-queue condition names queues) and status.
 	frappe.db.add_index("Ticket", ["email_queue", "status", "modified"])
+	# Counts and reports by status for an agent outside a restricted queue:
+	# `status = ... and (email_queue is null or email_queue in (visible))` reads
+	# this index alone, as a manager's status count reads the status index.
+	frappe.db.add_index("Ticket", ["status", "email_queue"])
 	# The Support workspace's counts (overdue, needs reply) and the overdue sweep (due_by).
 	frappe.db.add_index("Ticket", ["due_by"])
 	frappe.db.add_index("Ticket", ["is_overdue", "status"])
