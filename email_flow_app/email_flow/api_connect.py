@@ -23,7 +23,7 @@ def _values(values: str | dict) -> dict:
 
 @frappe.whitelist(methods=["GET"])
 def o365_setup() -> dict:
-	"""What the Office 365 dialog shows: is the app registration there, the redirect URI, send-via default."""
+	"""What the Office 365 dialog shows: is the app registration there, the redirect URI, read/send-via defaults."""
 	_require_admin()
 	values = frappe.db.get_values_from_single(
 		["o365_tenant", "o365_client_id", "o365_send_via"], None, onboarding.SETTINGS, as_dict=True
@@ -42,6 +42,7 @@ def o365_setup() -> dict:
 		"configured": bool(values.o365_tenant and values.o365_client_id and has_secret),
 		"redirect_uri": onboarding.o365_redirect_uri(),
 		"send_via": values.o365_send_via or onboarding.SEND_VIA_SMTP,
+		"read_via": onboarding.READ_VIA_DEFAULT,
 	}
 
 
@@ -51,12 +52,13 @@ def o365_start(
 	login_hint: str | None = None,
 	queue_name: str | None = None,
 	reconnect: str | None = None,
+	read_via: str | None = None,
 ) -> dict:
 	"""Begin the Microsoft sign-in; the Desk then navigates to `auth_url`."""
 	_require_admin()
 	if reconnect:
 		frappe.has_permission(onboarding.QUEUE, "write", reconnect, throw=True)
-	return {"auth_url": onboarding.o365_begin(send_via, login_hint, queue_name, reconnect)}
+	return {"auth_url": onboarding.o365_begin(send_via, login_hint, queue_name, reconnect, read_via)}
 
 
 @frappe.whitelist(methods=["GET"])
@@ -78,9 +80,14 @@ def o365_callback(
 
 
 @frappe.whitelist(methods=["POST"])
-def o365_app_only(address: str, send_via: str | None = None, queue_name: str | None = None) -> dict:
+def o365_app_only(
+	address: str,
+	send_via: str | None = None,
+	queue_name: str | None = None,
+	read_via: str | None = None,
+) -> dict:
 	_require_admin()
-	return onboarding.o365_app_only(address, send_via, queue_name).as_dict()
+	return onboarding.o365_app_only(address, send_via, queue_name, read_via).as_dict()
 
 
 @frappe.whitelist(methods=["POST"])

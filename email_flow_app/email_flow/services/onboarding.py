@@ -39,6 +39,11 @@ FLOW_KEY = "email_flow:o365_flow:{0}"
 FLOW_TTL_SECONDS = 15 * 60
 SEND_VIA_SMTP = "SMTP (XOAUTH2)"
 SEND_VIA_GRAPH = "Microsoft Graph"
+READ_VIA_IMAP = "IMAP"
+READ_VIA_GRAPH = "Microsoft Graph"
+# New connections read over IMAP unless the admin picks Graph: the app registration the
+# setup steps describe grants Exchange Online's IMAP/SMTP permissions, not Graph's Mail.ReadWrite.
+READ_VIA_DEFAULT = READ_VIA_IMAP
 SECURITY_CODES = {"SSL": "ssl", "STARTTLS": "starttls", "Plain": "plain"}
 
 # Presets (host, port, security); site config `email_flow_<provider>_<imap|smtp>` = "host:port"
@@ -200,10 +205,16 @@ def _already_connected(address: str) -> str | None:
 
 
 def _finish(address: str, queue, channel, checks: list[dict], message: str) -> Outcome:
-	"""Run the connection tests on the saved documents, record health, describe the result."""
+	"""Run the connection tests on the saved documents, record health, describe the result.
+
+	The incoming test is the one the queue's poll uses: IMAP login and folder
+	list, or over Microsoft Graph the mailbox's folder list.
+	"""
 	if queue.channel_type != "Forwarding":
 		result = channel_admin.check_incoming(queue)
-		checks.append({"label": _("Incoming (IMAP)"), **result})
+		reads_graph = queue.get("o365_read_via") == READ_VIA_GRAPH
+		label = _("Incoming (Microsoft Graph)") if reads_graph else _("Incoming (IMAP)")
+		checks.append({"label": label, **result})
 		_record(queue, result)
 	if channel is not None:
 		result = channel_admin.check_outgoing(channel)
@@ -258,20 +269,46 @@ def o365_redirect_uri() -> str:
 	return get_url(CALLBACK)
 
 
-def o365_sign_in_scopes(send_via: str) -> tuple[str, ...]:
-	"""IMAP + SMTP (XOAUTH2), or IMAP + Graph Mail.Send; msal adds offline_access, openid, profile."""
+def o365_read_via(read_via: str | None) -> str:
+	"""How a new Office 365 queue reads its mailbox: IMAP (default) or Microsoft Graph."""
+	read_via = read_via or READ_VIA_DEFAULT
+	if read_via not in (READ_VIA_IMAP, READ_VIA_GRAPH):
+		frappe.throw(_("Read mail with: {0} is not IMAP or Microsoft Graph.").format(read_via))
+	return read_via
+
+
+def o365_send_via(send_via: str | None, read_via: str, reg: frappe._dict) -> str:
+	"""A queue read through Graph sends its replies through Graph as well.
+
+	One sign-in then asks for Graph scopes only (Microsoft issues a token for
+	one resource at a time), and a tenant that turned IMAP off has usually
+	turned SMTP AUTH off too.
+	"""
+	if read_via == READ_VIA_GRAPH:
+		return SEND_VIA_GRAPH
+	return send_via or reg.send_via
+
+
+def o365_sign_in_scopes(send_via: str, read_via: str = READ_VIA_IMAP) -> tuple[str, ...]:
+	"""What the delegated sign-in asks for; msal adds offline_access, openid, profile.
+
+	Graph reading: Graph Mail.ReadWrite + Mail.Send. IMAP reading: IMAP + SMTP
+	(XOAUTH2), or IMAP + Graph Mail.Send.
+	"""
+	if read_via == READ_VIA_GRAPH:
+		return office365.GRAPH_MAIL_DELEGATED_SCOPES
 	imap_scope = office365.DELEGATED_SCOPES[0]
 	if send_via == SEND_VIA_GRAPH:
 		return (imap_scope, *office365.GRAPH_DELEGATED_SCOPES)
 	return office365.DELEGATED_SCOPES
 
 
-def _o365_flow(reg: frappe._dict, send_via: str) -> office365.O365AuthCodeFlow:
+def _o365_flow(reg: frappe._dict, send_via: str, read_via: str) -> office365.O365AuthCodeFlow:
 	return office365.O365AuthCodeFlow(
 		tenant=reg.tenant,
 		client_id=reg.client_id,
 		client_secret=reg.client_secret,
-		scopes=o365_sign_in_scopes(send_via),
+		scopes=o365_sign_in_scopes(send_via, read_via),
 		http_session=connect.http_session(),
 		**connect._authority_override(),
 	)
@@ -282,21 +319,27 @@ def o365_begin(
 	login_hint: str | None = None,
 	queue_name: str | None = None,
 	reconnect: str | None = None,
+	read_via: str | None = None,
 ) -> str:
 	"""Start the sign-in; returns the URL to send the admin's browser to.
 
 	The flow state (PKCE verifier, state, nonce) stays server-side in Redis,
 	keyed by its `state`, bound to the signed-in Desk user, for 15 minutes.
+	A reconnect asks for the scopes the queue and its channel use now.
 	"""
 	reg = o365_registration()
 	if reconnect:
 		queue = frappe.get_doc(QUEUE, reconnect)
 		login_hint = login_hint or queue.email_address
+		read_via = queue.get("o365_read_via") or READ_VIA_IMAP
 		channel_type = frappe.db.get_value(CHANNEL, queue.outgoing_channel, "channel_type")
 		send_via = SEND_VIA_GRAPH if channel_type == "Office 365 Graph" else SEND_VIA_SMTP
-	send_via = send_via or reg.send_via
+	read_via = o365_read_via(read_via)
+	send_via = o365_send_via(send_via, read_via, reg)
 	try:
-		auth_url, flow_state = _o365_flow(reg, send_via).start(o365_redirect_uri(), login_hint or None)
+		auth_url, flow_state = _o365_flow(reg, send_via, read_via).start(
+			o365_redirect_uri(), login_hint or None
+		)
 	except ChannelError as exc:
 		frappe.throw(str(exc), title=_("Office 365 sign-in could not start"))
 	frappe.cache.set_value(
@@ -305,6 +348,7 @@ def o365_begin(
 			"flow": flow_state,
 			"user": frappe.session.user,
 			"send_via": send_via,
+			"read_via": read_via,
 			"queue_name": queue_name,
 			"reconnect": reconnect,
 		},
@@ -330,8 +374,9 @@ def o365_complete(query: dict) -> Outcome:
 			),
 		)
 	reg = o365_registration()
+	read_via = entry.get("read_via") or READ_VIA_IMAP
 	try:
-		address, token_cache = _o365_flow(reg, entry["send_via"]).finish(entry["flow"], query)
+		address, token_cache = _o365_flow(reg, entry["send_via"], read_via).finish(entry["flow"], query)
 	except ChannelError as exc:
 		return Outcome(False, str(exc))
 	address = address.strip().lower()
@@ -345,15 +390,21 @@ def o365_complete(query: dict) -> Outcome:
 		"o365_client_secret": reg.client_secret,
 		"o365_mode": "Delegated",
 	}
-	queue, channel = _o365_pair(address, oauth, entry["send_via"], entry.get("queue_name"))
+	queue, channel = _o365_pair(address, oauth, entry["send_via"], read_via, entry.get("queue_name"))
 	connect.write_token_cache(queue, token_cache)
 	if channel and connect.token_cache_owner(channel) != (QUEUE, queue.name):
 		connect.write_token_cache(channel, token_cache)
 	return _finish(address, queue, channel, [], _("Signed in to Microsoft 365 as {0}.").format(address))
 
 
-def _o365_pair(address: str, oauth: dict, send_via: str, queue_name: str | None):
-	queue_values = {"channel_type": "Office 365", **preset("o365_imap"), "username": address, **oauth}
+def _o365_pair(address: str, oauth: dict, send_via: str, read_via: str, queue_name: str | None):
+	queue_values = {
+		"channel_type": "Office 365",
+		"o365_read_via": read_via,
+		**preset("o365_imap"),
+		"username": address,
+		**oauth,
+	}
 	if send_via == SEND_VIA_GRAPH:
 		channel_values = {"channel_type": "Office 365 Graph", **oauth}
 	else:
@@ -389,16 +440,29 @@ def _o365_reconnect(queue_name: str, address: str, token_cache: str) -> Outcome:
 	return outcome
 
 
-def o365_app_only(address: str, send_via: str | None = None, queue_name: str | None = None) -> Outcome:
-	"""A shared mailbox the app registration may read (client credentials, no sign-in)."""
+def o365_app_only(
+	address: str,
+	send_via: str | None = None,
+	queue_name: str | None = None,
+	read_via: str | None = None,
+) -> Outcome:
+	"""A shared mailbox the app registration may read (client credentials, no sign-in).
+
+	Over IMAP the token is for Exchange Online (`outlook.office365.com/.default`),
+	over Graph for Graph (`graph.microsoft.com/.default`): the application
+	permissions granted to the app decide what the token may do.
+	"""
 	reg = o365_registration()
 	address = clean_address(address)
+	read_via = o365_read_via(read_via)
+	send_via = o365_send_via(send_via, read_via, reg)
 	if _already_connected(address):
 		return Outcome(False, _("{0} is already connected.").format(address), address=address)
 	provider = office365.O365TokenProvider(
 		reg.tenant,
 		reg.client_id,
 		reg.client_secret,
+		scopes=office365.GRAPH_APP_SCOPES if read_via == READ_VIA_GRAPH else office365.APP_SCOPES,
 		mode="app",
 		http_session=connect.http_session(),
 		**connect._authority_override(),
@@ -414,7 +478,7 @@ def o365_app_only(address: str, send_via: str | None = None, queue_name: str | N
 		"o365_client_secret": reg.client_secret,
 		"o365_mode": "App only",
 	}
-	queue, channel = _o365_pair(address, oauth, send_via or reg.send_via, queue_name)
+	queue, channel = _o365_pair(address, oauth, send_via, read_via, queue_name)
 	return _finish(
 		address, queue, channel, [], _("Connected {0} as the app (client credentials).").format(address)
 	)

@@ -175,10 +175,24 @@ email_flow.connect.o365 = async function () {
 			},
 			{
 				fieldtype: "Select",
+				fieldname: "read_via",
+				label: __("Read mail with"),
+				options: [
+					{ value: "IMAP", label: __("IMAP") },
+					{ value: "Microsoft Graph", label: __("Microsoft Graph") },
+				],
+				default: setup.read_via,
+				description: __(
+					"Microsoft Graph also works when the tenant turned IMAP off, and (App only) for shared mailboxes without a licence. Replies then go through Graph too."
+				),
+			},
+			{
+				fieldtype: "Select",
 				fieldname: "send_via",
 				label: __("Send replies via"),
 				options: ["SMTP (XOAUTH2)", "Microsoft Graph"],
 				default: setup.send_via,
+				depends_on: "eval:doc.read_via!='Microsoft Graph'",
 			},
 			{
 				fieldtype: "Data",
@@ -211,6 +225,7 @@ email_flow.connect.o365 = async function () {
 		if (values.mode === "app") {
 			const r = await email_flow.call("o365_app_only", {
 				address: values.address,
+				read_via: values.read_via,
 				send_via: values.send_via,
 				queue_name: values.queue_name,
 			});
@@ -220,6 +235,7 @@ email_flow.connect.o365 = async function () {
 			return;
 		}
 		const r = await email_flow.call("o365_start", {
+			read_via: values.read_via,
 			send_via: values.send_via,
 			login_hint: values.address,
 			queue_name: values.queue_name,

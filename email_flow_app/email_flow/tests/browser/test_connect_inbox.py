@@ -2,21 +2,27 @@
 
 Office 365: the Desk sends the browser to a local HTTPS identity provider
 whose authorize endpoint redirects back with a code; msal finishes the
-authorization-code flow (PKCE) on the site's callback. Google: App Password
+authorization-code flow (PKCE) on the site's callback. Read over IMAP
+(Dovecot) or over Microsoft Graph (the provider's local Graph server, which
+refuses to read mail without Mail.ReadWrite in the token). Google: App Password
 against Dovecot and the SMTP server. Health: a revoked refresh token.
 Screenshots of each step go to /work/screenshots (EMAIL_FLOW_SCREENSHOTS).
 """
 
-from urllib.parse import quote
+import email
+import email.policy
+from urllib.parse import parse_qs, quote, urlsplit
 
 import frappe
 from frappe.utils.password import get_decrypted_password
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
-from email_flow_app.email_flow.services import connect, settings
+from email_flow_app.email_flow.services import connect, onboarding, settings
 from email_flow_app.email_flow.services.polling import poll_queue
-from email_flow_app.email_flow.tests.browser.harness import UIWorld
+from email_flow_app.email_flow.tests.browser.harness import CLIENT_ID, CLIENT_SECRET, UIWorld
 from email_flow_app.email_flow.tests.test_permissions_and_forwarding import make_user
+from email_flow_app.email_flow.tests.utils import cleanup, customer_email, run_worker
 
 try:  # Frappe v16+
 	from frappe.tests import IntegrationTestCase as SiteTestCase
@@ -141,6 +147,22 @@ class TestConnectInboxInTheBrowser(SiteTestCase):
 				if attempt == 2:
 					raise
 
+	def choose(self, dialog, fieldname: str, value: str) -> None:
+		"""Pick `value` in a dialog's Select and wait until the dialog holds it."""
+		dialog.locator(f'select[data-fieldname="{fieldname}"]').select_option(value)
+		self.world.page.wait_for_function(
+			"([name, value]) => [...(frappe.ui.open_dialogs || []), window.cur_dialog].some("
+			"(d) => d && d.fields_dict && d.fields_dict[name] && d.get_value(name) === value)",
+			arg=[fieldname, value],
+			timeout=15_000,
+		)
+
+	def error_dialogs(self) -> list[str]:
+		texts = self.world.page.locator(".modal.show .msgprint, .modal.show .modal-title").all_inner_texts()
+		return [
+			t for t in texts if "not permitted" in t.lower() or "error" in t.lower() or "failed" in t.lower()
+		]
+
 	def queue_for(self, address: str):
 		self.world.fresh()
 		name = frappe.db.get_value(QUEUE, {"email_address": address}, "name")
@@ -194,6 +216,217 @@ class TestConnectInboxInTheBrowser(SiteTestCase):
 		w.page.locator(".ef-health").wait_for()
 		w.shot("01-o365-5-queue-form")
 		self.assertIn("Active", w.page.locator(".ef-health").inner_text())
+
+	def test_office365_sign_in_reading_through_graph_files_a_ticket_and_replies_through_graph(self):
+		"""A Support Manager connects a mailbox read with Microsoft Graph; its mail becomes a ticket.
+
+		The sign-in asks for Graph's mail scopes (the local Graph server refuses to
+		read without Mail.ReadWrite), the connection test lists the folders over
+		Graph, "Poll Now" queues the poll job a real worker runs (a Graph delta
+		round), and the reply leaves through Graph sendMail.
+		"""
+		w = self.world
+		address = w.address("support-graph")
+		queue_name = f"Graph support {w.tag}"
+		self.addCleanup(cleanup, w.tag)  # the queue ("... <tag>"), its tickets and raw mail
+		failed_responses = self.watch_failed_responses()
+		dialogs: list[str] = []
+		introspections_before = w.oauth._state.introspections
+
+		# 1. Connect inbox → Office 365 — Sign in → Read mail with: Microsoft Graph.
+		w.oauth.login_as = address
+		self.open_connect_dialog(shot_prefix="15-graph")
+		w.page.locator('.modal.show .ef-way[data-way="o365"]').click()
+		dialog = w.page.locator(".modal.show", has_text="Sign in with Microsoft")
+		dialog.locator(".ef-redirect-uri").wait_for()
+		read_via = dialog.locator('select[data-fieldname="read_via"]')
+		self.assertEqual(read_via.input_value(), "IMAP")  # the default: what the registration steps grant
+		self.assertIn("tenant turned IMAP off", dialog.inner_text())
+		expect(dialog.locator('select[data-fieldname="send_via"]')).to_be_visible()
+		self.choose(dialog, "read_via", "Microsoft Graph")
+		expect(dialog.locator('select[data-fieldname="send_via"]')).to_be_hidden()  # Graph sends too
+		self.fill(dialog, "queue_name", queue_name)
+		w.shot("15-graph-3-dialog")
+		dialogs += self.error_dialogs()
+		with w.page.expect_navigation(url="**o365_callback**", timeout=60_000):
+			dialog.locator(".btn-primary", has_text="Sign in with Microsoft").click()
+		w.page.wait_for_load_state("load")
+
+		# 2. Back from the identity provider: connected, and tested over Graph (not IMAP).
+		page_text = w.page.locator("body").inner_text()
+		w.shot("15-graph-4-result")
+		self.assertIn("Inbox connected", page_text)
+		self.assertIn(f"Signed in to Microsoft 365 as {address}", page_text)
+		self.assertIn("Incoming (Microsoft Graph)", page_text)
+		self.assertIn("Signed in to Microsoft Graph", page_text)
+		self.assertIn("folders", page_text)
+		self.assertIn("Outgoing (Office 365 Graph)", page_text)
+		self.assertNotIn("Incoming (IMAP)", page_text)
+		self.assertEqual(page_text.count("✘"), 0, page_text)
+		self.assertIn(("GET", f"/v1.0/users/{address}/mailFolders"), w.oauth.graph.requests)
+		self.assertEqual(w.oauth._state.introspections, introspections_before)  # Dovecot never asked
+
+		queue = self.queue_for(address)
+		self.assertIsNotNone(queue, "no Incoming Email Queue was created")
+		self.assertEqual(queue.name, queue_name)
+		self.assertEqual(queue.channel_type, "Office 365")
+		self.assertEqual(queue.o365_read_via, "Microsoft Graph")
+		self.assertEqual(queue.o365_mode, "Delegated")
+		self.assertEqual(queue.status, "Active")
+		channel = frappe.get_doc(CHANNEL, queue.outgoing_channel)
+		self.assertEqual(channel.channel_type, "Office 365 Graph")
+		self.assertEqual(connect.token_cache_owner(channel), (QUEUE, queue.name))
+		self.assertIn(address, settings.blocked_addresses())
+		# The sign-in asked for Graph's mail scopes, not IMAP/SMTP's.
+		scopes = self.token_scopes(address)
+		self.assertTrue(scopes, "no token was issued")
+		self.assertTrue(all("Mail.ReadWrite" in s and "Mail.Send" in s for s in scopes), scopes)
+		self.assertFalse(any("IMAP" in s or "SMTP" in s for s in scopes), scopes)
+		# Reconnecting this queue later asks for the same Graph scopes.
+		reconnect_url = urlsplit(onboarding.o365_begin(reconnect=queue.name))
+		reconnect_scope = parse_qs(reconnect_url.query)["scope"][0]
+		self.assertIn("https://graph.microsoft.com/Mail.ReadWrite", reconnect_scope)
+		self.assertNotIn("IMAP", reconnect_scope)
+
+		# 3. A customer writes; Microsoft revokes the access tokens meanwhile, so the poll
+		#    must refresh, and the refreshed token must carry Graph's scopes again.
+		subject = f"Scanner jams {w.tag}"
+		mail = customer_email(
+			address,
+			subject=subject,
+			body="Hello,\n\nthe scanner on floor 3 jams on every page.\n\nGina",
+			sender=("Gina Graph", f"gina-{w.tag}@customer.test"),
+		)
+		graph_id = w.oauth.graph.deliver(address, mail.as_bytes())
+		self.assertGreater(w.oauth.expire_access_tokens(address), 0)
+		refreshes_before = w.oauth.grants.count("refresh_token")
+
+		w.goto(f"/app/incoming-email-queue/{quote(queue.name)}")
+		w.page.locator(".ef-health").wait_for()
+		w.page.get_by_role("button", name="Poll Now").click()
+		w.page.locator(".desk-alert", has_text="Polling").first.wait_for()  # the poll job is queued
+		self.assertEqual(run_worker("long"), 0)  # a real `bench worker --burst` runs it
+		outcome = w.page.locator(".modal.show", has_text="Poll finished")
+		outcome.wait_for(timeout=60_000)
+		self.assertIn("1 new ticket", outcome.inner_text())
+		w.shot("15-graph-5-polled")
+		dialogs += self.error_dialogs()
+		w.page.keyboard.press("Escape")
+
+		self.assertGreater(w.oauth.grants.count("refresh_token"), refreshes_before)
+		refreshed = self.token_scopes(address)[-1]
+		self.assertIn("Mail.ReadWrite", refreshed)
+		w.fresh()
+		ticket = frappe.db.get_value("Ticket", {"email_queue": queue.name}, ["name", "subject"], as_dict=True)
+		self.assertIsNotNone(ticket, "the Graph message made no ticket")
+		self.assertEqual(ticket.subject, subject)
+		self.assertTrue(frappe.db.get_value("Inbound Email", {"graph_id": graph_id}, "acknowledged"))
+		self.assertEqual([m.is_read for m in w.oauth.graph.messages(address)], [True])
+
+		# 4. The ticket in the Desk, and a reply from it: out through Graph sendMail.
+		w.goto("/app/ticket")
+		row = w.page.locator(".list-row-container", has_text=subject).first
+		row.wait_for()
+		w.shot("15-graph-6-ticket-list")
+		w.goto(f"/app/ticket/{ticket.name}")
+		expect(w.page.locator(".title-text").first).to_contain_text(subject)
+		w.page.locator(".timeline-item", has_text="jams on every page").first.wait_for()
+		w.shot("15-graph-7-ticket")
+		w.page.locator(".timeline-actions button", has_text="New Email").first.click()
+		composer = w.page.locator(".modal.show").filter(has=w.page.locator(".ql-editor")).first
+		composer.wait_for()
+		w.page.wait_for_timeout(800)  # the composer fetches its defaults
+		recipients = composer.locator('input[data-fieldname="recipients"]').first
+		if f"gina-{w.tag}@customer.test" not in recipients.input_value():
+			recipients.fill(f"gina-{w.tag}@customer.test")
+			recipients.press("Enter")
+		composer.locator(".ql-editor").first.click()
+		w.page.keyboard.press("Control+Home")  # above the quoted message the composer adds
+		composer.locator(".ql-editor").first.type("Hello Gina, a technician is on the way.")
+		dialogs += self.error_dialogs()
+		composer.locator(".modal-footer .btn-primary").first.click()
+		composer.wait_for(state="hidden")
+		sent_item = w.page.locator(".timeline-item", has_text="a technician is on the way").first
+		sent_item.wait_for()
+		sent_item.scroll_into_view_if_needed()
+		w.shot("15-graph-8-replied")
+		dialogs += self.error_dialogs()
+
+		self.assertEqual(run_worker("short"), 0)
+		sent = [m for m in w.oauth.graph_mail if m.mailbox == address]
+		self.assertEqual(len(sent), 1, sent)
+		self.assertEqual(sent[0].token_subject, address)
+		reply = email.message_from_bytes(sent[0].raw, policy=email.policy.default)
+		self.assertEqual(reply["From"].addresses[0].addr_spec, address)
+		self.assertIn(f"gina-{w.tag}@customer.test", str(reply["To"]))
+		self.assertIn("a technician is on the way", reply.get_body(("plain", "html")).get_content())
+		self.assertEqual(len(w.oauth.graph.messages(address, "sentitems")), 1)
+
+		self.assertEqual(dialogs, [])
+		self.assertEqual(failed_responses, [])
+
+	def test_office365_app_only_reading_through_graph_asks_graph_for_an_app_token(self):
+		"""App only + Microsoft Graph: client credentials for graph.microsoft.com/.default, tested over Graph."""
+		w = self.world
+		address = w.address("support-shared")
+		app_mailbox = f"{CLIENT_ID}@apps.example.test"  # whom the app's own tokens act for
+		w.oauth.register_client(CLIENT_ID, CLIENT_SECRET, app_mailbox=app_mailbox)
+		self.addCleanup(w.oauth.register_client, CLIENT_ID, CLIENT_SECRET)
+		self.addCleanup(cleanup, w.tag)
+		failed_responses = self.watch_failed_responses()
+
+		self.open_connect_dialog()
+		w.page.locator('.modal.show .ef-way[data-way="o365"]').click()
+		dialog = w.page.locator(".modal.show", has_text="Office 365 — Sign in")
+		dialog.locator(".ef-redirect-uri").wait_for()
+		self.choose(dialog, "mode", "app")
+		self.choose(dialog, "read_via", "Microsoft Graph")
+		self.fill(dialog, "address", address)
+		self.fill(dialog, "queue_name", f"Graph shared {w.tag}")
+		w.shot("15-graph-app-1-dialog")
+		dialog.locator(".btn-primary", has_text="Connect").click()
+		result = w.page.locator(".modal.show", has_text="Inbox connected")
+		result.locator(".ef-queue-link").wait_for()
+		w.shot("15-graph-app-2-connected")
+		text = result.inner_text()
+		self.assertIn("Incoming (Microsoft Graph)", text)
+		self.assertIn("Outgoing (Office 365 Graph)", text)
+		self.assertNotIn("✘", text)
+		self.assertEqual(self.error_dialogs(), [])
+
+		queue = self.queue_for(address)
+		self.assertEqual(queue.o365_read_via, "Microsoft Graph")
+		self.assertEqual(queue.o365_mode, "App only")
+		self.assertEqual(queue.status, "Active")
+		channel = frappe.get_doc(CHANNEL, queue.outgoing_channel)
+		self.assertEqual((channel.channel_type, channel.o365_mode), ("Office 365 Graph", "App only"))
+		self.assertIn(("GET", f"/v1.0/users/{address}/mailFolders"), w.oauth.graph.requests)
+		scopes = self.token_scopes(app_mailbox)
+		self.assertTrue(scopes, "no app token was issued")
+		self.assertTrue(all("https://graph.microsoft.com/.default" in s for s in scopes), scopes)
+		self.assertEqual(failed_responses, [])
+
+	def watch_failed_responses(self) -> list[str]:
+		"""Every HTTP answer >= 400 the page receives from now until the test ends.
+
+		The harness serves the site's WSGI application only, without Frappe's
+		realtime (socket.io) server, so the Desk's socket.io polling is not counted.
+		"""
+		page, failed = self.world.page, []
+
+		def on_response(response):
+			if response.status >= 400 and "/socket.io/" not in response.url:
+				failed.append(f"{response.status} {response.request.method} {response.url}")
+
+		page.on("response", on_response)
+		self.addCleanup(page.remove_listener, "response", on_response)
+		return failed
+
+	def token_scopes(self, subject: str) -> list[str]:
+		"""The scope of every access token the identity provider issued to `subject`, oldest first."""
+		with self.world.oauth._lock:
+			tokens = list(self.world.oauth._state.tokens.values())
+		return [t.scope for t in tokens if t.kind == "access" and t.subject == subject]
 
 	def test_google_wrong_app_password_creates_nothing_right_one_creates_both(self):
 		w = self.world
