@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import msal
 import requests
@@ -194,6 +194,24 @@ class O365TokenProvider:
 		return OAuthAuth(self)
 
 
+def first_resource_scopes(scopes: Sequence[str]) -> list[str] | None:
+	"""The scopes of the first resource named, when ``scopes`` name several (else None: all of them).
+
+	One sign-in may ask consent for two resources (IMAP and Graph Mail.Send),
+	but Microsoft redeems the code for one resource only (AADSTS28000); the
+	refresh token then gets tokens for the other resource as well.
+	"""
+	resources = [_resource(scope) for scope in scopes]
+	if len(set(resources)) < 2:
+		return None
+	return [scope for scope, resource in zip(scopes, resources, strict=True) if resource == resources[0]]
+
+
+def _resource(scope: str) -> str:
+	parts = urlsplit(scope)
+	return f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
+
+
 @dataclass(frozen=True)
 class O365AuthCodeFlow:
 	"""Delegated sign-in: send the admin to ``start()``'s URL, then ``finish()`` with the redirect's query."""
@@ -227,7 +245,9 @@ class O365AuthCodeFlow:
 		"""``(account_email, serialized_cache)`` from the redirect back; raises AuthError if refused."""
 		cache = msal.SerializableTokenCache()
 		try:
-			result = self._app(cache).acquire_token_by_auth_code_flow(dict(flow_state), dict(query_params))
+			result = self._app(cache).acquire_token_by_auth_code_flow(
+				dict(flow_state), dict(query_params), scopes=first_resource_scopes(self.scopes)
+			)
 		except ValueError as err:  # state mismatch, replayed flow
 			raise AuthError(f"Microsoft 365 sign-in failed: the response did not match the request ({err})")
 		except (requests.ConnectionError, requests.Timeout) as err:

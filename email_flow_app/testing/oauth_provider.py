@@ -82,6 +82,8 @@ class _State:
 	grants: list[str] = field(default_factory=list)
 	introspections: int = 0
 	graph_failures: list[tuple[int, dict]] = field(default_factory=list)
+	# (client_id, subject) -> scopes the user consented to at the authorize endpoint
+	consents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
 
 def _b64url(data: bytes) -> str:
@@ -295,6 +297,13 @@ class OAuthTestProvider:
 			if client is None or not secrets.compare_digest(client.secret, form.get("client_secret", "")):
 				return 401, {"error": "invalid_client", "error_description": "Client authentication failed."}
 			scope = form.get("scope", "")
+			if len(_resources(scope)) > 1:
+				# Microsoft's token endpoint issues a token for one resource at a time.
+				return 400, {
+					"error": "invalid_request",
+					"error_description": "AADSTS28000: Provided value for the input parameter scope is not "
+					"valid because it contains more than one resource.",
+				}
 			if grant == "client_credentials":
 				return 200, self._token_response(
 					client.client_id, client.app_mailbox, scope, refresh=False, tenant=tenant
@@ -335,6 +344,16 @@ class OAuthTestProvider:
 						"error": "invalid_grant",
 						"error_description": "AADSTS70008: The refresh token has expired or been revoked.",
 					}
+				consent = self._state.consents.get((client.client_id, old.subject))
+				missing = set(scope.split()) - _OIDC_SCOPES - consent if consent is not None else set()
+				if missing:
+					# A refresh may ask for less than was consented, never for more.
+					return 400, {
+						"error": "invalid_grant",
+						"error_description": "AADSTS65001: The user or administrator has not consented to "
+						f"use the application for {' '.join(sorted(missing))}.",
+						"suberror": "consent_required",
+					}
 				body = self._token_response(
 					client.client_id, old.subject, scope or old.scope, refresh=True, tenant=tenant
 				)
@@ -356,6 +375,8 @@ class OAuthTestProvider:
 				params = {"error": "access_denied", "state": query.get("state", "")}
 			else:
 				code = secrets.token_urlsafe(16)
+				consent = self._state.consents.setdefault((query["client_id"], subject), set())
+				consent.update(query.get("scope", "").split())
 				self._state.codes[code] = _PendingCode(
 					query["client_id"],
 					subject,
@@ -489,3 +510,17 @@ class _Handler(BaseHTTPRequestHandler):
 				self._send(404, {"error": "not_found"})
 		except (ConnectionError, ssl.SSLError):
 			pass
+
+
+_OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
+
+
+def _resources(scope: str) -> set[str]:
+	"""The resources a scope string names (``https://host/Perm`` -> ``https://host``); OIDC scopes name none."""
+	resources = set()
+	for item in scope.split():
+		if item in _OIDC_SCOPES:
+			continue
+		parts = urlsplit(item)
+		resources.add(f"{parts.scheme}://{parts.netloc}" if parts.scheme else "")
+	return resources

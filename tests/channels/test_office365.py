@@ -41,10 +41,15 @@ def app_provider(oauth, http_session, cache=None, secret=APP_SECRET) -> O365Toke
 	)
 
 
-def sign_in(oauth, http_session, user: str = ALICE) -> tuple[str, str]:
+def sign_in(oauth, http_session, user: str = ALICE, scopes=office365.DELEGATED_SCOPES) -> tuple[str, str]:
 	"""The delegated flow as a browser would run it: authorize redirects back with a code."""
 	flow = O365AuthCodeFlow(
-		TENANT, WEB_CLIENT, WEB_SECRET, authority_host=oauth.base_url, http_session=http_session
+		TENANT,
+		WEB_CLIENT,
+		WEB_SECRET,
+		scopes=scopes,
+		authority_host=oauth.base_url,
+		http_session=http_session,
 	)
 	auth_url, state = flow.start(REDIRECT, login_hint=user)
 	assert auth_url.startswith(f"{oauth.base_url}/{TENANT}/oauth2/v2.0/authorize?")
@@ -57,11 +62,14 @@ def sign_in(oauth, http_session, user: str = ALICE) -> tuple[str, str]:
 	return flow.finish(state, params)
 
 
-def delegated_provider(oauth, http_session, cache: str, user: str = ALICE) -> O365TokenProvider:
+def delegated_provider(
+	oauth, http_session, cache: str, user: str = ALICE, scopes=office365.DELEGATED_SCOPES
+) -> O365TokenProvider:
 	return O365TokenProvider(
 		TENANT,
 		WEB_CLIENT,
 		WEB_SECRET,
+		scopes=scopes,
 		cache=cache,
 		authority_host=oauth.base_url,
 		mode="delegated",
@@ -101,6 +109,27 @@ def test_auth_code_sign_in_then_imap_and_smtp_with_xoauth2(dovecot, oauth, http_
 	)
 	with SMTPSink(sink_config, provider.as_auth()) as sink:
 		sink.send(make_message(1), ALICE, ["customer@example.org"])
+
+
+def test_one_sign_in_for_imap_and_graph_send_redeems_one_resource_then_refreshes_the_other(
+	dovecot, oauth, http_session
+):
+	"""Reading over IMAP, sending through Graph: consent for both, a token per resource.
+
+	Microsoft refuses a token request naming two resources (AADSTS28000), as the
+	local provider does: the code is redeemed for IMAP, Graph's token comes by refresh.
+	"""
+	imap_scope = office365.DELEGATED_SCOPES[0]
+	email, cache = sign_in(oauth, http_session, scopes=(imap_scope, *office365.GRAPH_DELEGATED_SCOPES))
+	assert email == ALICE
+	reader = delegated_provider(oauth, http_session, cache, scopes=(imap_scope,))
+	with IMAPSource(imap_config(dovecot, ALICE), reader.as_auth()) as source:
+		assert source.list_folders()
+	sender_tokens = delegated_provider(oauth, http_session, cache, scopes=office365.GRAPH_DELEGATED_SCOPES)
+	GraphSender(sender_tokens, ALICE, graph_base=oauth.graph_base, http_session=http_session).send(
+		make_message(7)
+	)
+	assert oauth.grants[-1] == "refresh_token"
 
 
 def test_expired_access_token_is_refreshed_transparently_and_cache_rotates(dovecot, oauth, http_session):

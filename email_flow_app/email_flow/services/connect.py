@@ -73,7 +73,14 @@ def o365_scopes(doc) -> tuple[str, ...]:
 		return office365.GRAPH_APP_SCOPES if graph else office365.APP_SCOPES
 	if reads_graph:
 		return office365.GRAPH_MAIL_DELEGATED_SCOPES
-	return office365.GRAPH_DELEGATED_SCOPES if graph else office365.DELEGATED_SCOPES
+	if graph:
+		return office365.GRAPH_DELEGATED_SCOPES
+	if doc.doctype == "Incoming Email Queue":
+		# A queue reads over IMAP and needs only that scope; its replies may leave
+		# through Graph, in which case SMTP.Send was never consented and a refresh
+		# asking for it would be refused (AADSTS65001).
+		return office365.DELEGATED_SCOPES[:1]
+	return office365.DELEGATED_SCOPES
 
 
 def http_session():

@@ -18,7 +18,7 @@ from frappe.utils.password import get_decrypted_password
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from email_flow_app.email_flow.services import connect, onboarding, settings
+from email_flow_app.email_flow.services import channel_admin, connect, onboarding, settings
 from email_flow_app.email_flow.services.polling import poll_queue
 from email_flow_app.email_flow.tests.browser.harness import CLIENT_ID, CLIENT_SECRET, UIWorld
 from email_flow_app.email_flow.tests.test_permissions_and_forwarding import make_user
@@ -44,6 +44,7 @@ class TestConnectInboxInTheBrowser(SiteTestCase):
 			{
 				"support": O365_PASSWORD,
 				"helpdesk": O365_PASSWORD,
+				"reader": O365_PASSWORD,
 				"service": GOOGLE_APP_PASSWORD,
 			}
 		)
@@ -216,6 +217,59 @@ class TestConnectInboxInTheBrowser(SiteTestCase):
 		w.page.locator(".ef-health").wait_for()
 		w.shot("01-o365-5-queue-form")
 		self.assertIn("Active", w.page.locator(".ef-health").inner_text())
+
+	def test_office365_sign_in_reading_imap_and_sending_through_graph_survives_a_token_refresh(self):
+		"""IMAP reading with "Send replies via: Microsoft Graph": one sign-in, two resources.
+
+		Like Microsoft, the local identity provider redeems a code for one resource
+		only (AADSTS28000) and refuses a refresh asking for a scope never consented
+		(AADSTS65001): the queue must ask for IMAP alone, the channel for Graph alone.
+		"""
+		w = self.world
+		address = w.address("reader")
+		queue_name = f"Mixed support {w.tag}"
+		self.addCleanup(cleanup, w.tag)
+		w.oauth.login_as = address
+		self.open_connect_dialog()
+		w.page.locator('.modal.show .ef-way[data-way="o365"]').click()
+		dialog = w.page.locator(".modal.show", has_text="Sign in with Microsoft")
+		dialog.locator(".ef-redirect-uri").wait_for()
+		self.choose(dialog, "send_via", "Microsoft Graph")
+		self.fill(dialog, "queue_name", queue_name)
+		with w.page.expect_navigation(url="**o365_callback**", timeout=60_000):
+			dialog.locator(".btn-primary", has_text="Sign in with Microsoft").click()
+		w.page.wait_for_load_state("load")
+		page_text = w.page.locator("body").inner_text()
+		w.shot("15-mixed-1-result")
+		self.assertIn("Inbox connected", page_text)
+		self.assertIn("Incoming (IMAP)", page_text)
+		self.assertIn("Outgoing (Office 365 Graph)", page_text)
+		self.assertEqual(page_text.count("✘"), 0, page_text)
+
+		queue = self.queue_for(address)
+		self.assertEqual((queue.name, queue.status), (queue_name, "Active"))
+		channel = frappe.get_doc(CHANNEL, queue.outgoing_channel)
+		self.assertEqual(channel.channel_type, "Office 365 Graph")
+
+		# An hour later the access tokens are gone: the poll and the reply refresh them.
+		subject = f"Badge reader offline {w.tag}"
+		w.dovecot.append(
+			address,
+			"INBOX",
+			customer_email(
+				address, subject=subject, sender=("Rita", f"rita-{w.tag}@customer.test")
+			).as_bytes(),
+		)
+		self.assertGreater(w.oauth.expire_access_tokens(address), 0)
+		run = poll_queue(queue.name)
+		w.fresh()
+		self.assertIsNone(run["error"], run)
+		self.assertEqual(frappe.db.get_value(QUEUE, queue.name, "status"), "Active")
+		self.assertTrue(frappe.db.exists("Ticket", {"email_queue": queue.name, "subject": subject}))
+		self.assertTrue(channel_admin.check_outgoing(frappe.get_doc(CHANNEL, channel.name))["ok"])
+		scopes = self.token_scopes(address)
+		self.assertTrue(any("IMAP" in s and "graph.microsoft.com" not in s for s in scopes), scopes)
+		self.assertTrue(any("Mail.Send" in s and "outlook.office.com" not in s for s in scopes), scopes)
 
 	def test_office365_sign_in_reading_through_graph_files_a_ticket_and_replies_through_graph(self):
 		"""A Support Manager connects a mailbox read with Microsoft Graph; its mail becomes a ticket.
