@@ -585,6 +585,15 @@ class GraphSubscriptions:
 		)
 		return Subscription.from_json(response.json())
 
+	def get(self, subscription_id: str) -> Subscription:
+		"""The subscription as Graph has it; :class:`NotFound` once it expired or was removed."""
+		response = self.client.request(
+			"GET",
+			self.client.url(f"subscriptions/{quote(subscription_id, safe='')}"),
+			what=f"subscription {subscription_id}",
+		)
+		return Subscription.from_json(response.json())
+
 	def renew(self, subscription_id: str, expiration: datetime | None = None) -> Subscription:
 		"""Push the expiry out; a :class:`NotFound` means it is gone: create a new one."""
 		response = self.client.request(

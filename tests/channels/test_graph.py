@@ -363,6 +363,7 @@ def test_subscription_handshake_notifications_renew_and_delete(oauth, graph, htt
 		assert all("validationToken" in c.query for c in hook.calls)
 		assert sub.resource == f"users/{shared_mailbox}/mailFolders('inbox')/messages"
 		assert sub.expiration > datetime.now(timezone.utc) + timedelta(days=6)
+		assert subs.get(sub.id) == sub
 		msg_id = graph.deliver(shared_mailbox, make_message(31))
 		graph.wait_notified()
 		[batch] = endpoint.batches
@@ -378,6 +379,8 @@ def test_subscription_handshake_notifications_renew_and_delete(oauth, graph, htt
 		subs.delete(sub.id)  # already gone: fine
 		with pytest.raises(g.NotFound):
 			subs.renew(sub.id)
+		with pytest.raises(g.NotFound):
+			subs.get(sub.id)
 		graph.deliver(shared_mailbox, make_message(32))
 		graph.wait_notified()
 		assert len(endpoint.batches) == 1

@@ -11,6 +11,7 @@ import ssl
 from dataclasses import dataclass
 
 import frappe
+from frappe.utils import add_to_date
 from frappe.utils.password import decrypt
 
 from email_flow_app.channels.auth import Authenticator, OAuthAuth, PasswordAuth
@@ -22,6 +23,7 @@ QUEUE = "Incoming Email Queue"
 FOLDER = "Incoming Email Queue Folder"
 POLLED_TYPES = ("IMAP", "Office 365", "Google")
 GRAPH = "Microsoft Graph"  # Office 365 read via (services.graph_poll): no IMAP probe, no IDLE
+GRAPH_SAFETY_NET_MINUTES = 5  # a Graph queue change notifications watch is still read this often
 DEFAULT_FOLDER = "INBOX"
 QUEUE_FIELDS = (
 	"name",
@@ -88,8 +90,12 @@ def polled_queues() -> list[Mailbox]:
 
 
 def graph_queues() -> list[frappe._dict]:
-	"""Enabled Office 365 queues read through Microsoft Graph, not waiting for a new sign-in."""
-	return frappe.get_all(
+	"""Enabled Office 365 queues read through Microsoft Graph, not waiting for a new sign-in.
+
+	Each row's `push_until` is until when Graph change notifications cover all
+	its folders (the earliest subscription expiry; None if a folder has none).
+	"""
+	rows = frappe.get_all(
 		QUEUE,
 		filters={
 			"enabled": 1,
@@ -97,8 +103,33 @@ def graph_queues() -> list[frappe._dict]:
 			"o365_read_via": GRAPH,
 			"status": ("!=", "Reconnect needed"),
 		},
-		fields=["name", "status", "next_poll_after"],
+		fields=["name", "status", "next_poll_after", "last_poll"],
 		order_by="name",
+	)
+	if not rows:
+		return rows
+	until: dict[str, list] = {}
+	for folder in frappe.get_all(
+		FOLDER,
+		filters={"parenttype": QUEUE, "parent": ("in", [r.name for r in rows])},
+		fields=["parent", "graph_subscription_id", "graph_subscription_expires"],
+	):
+		expires = folder.graph_subscription_expires if folder.graph_subscription_id else None
+		until.setdefault(folder.parent, []).append(expires)
+	for row in rows:
+		expiries = until.get(row.name) or [None]
+		row.push_until = None if None in expiries else min(expiries)
+	return rows
+
+
+def graph_push_watches(queue: frappe._dict, now) -> bool:
+	"""Change notifications cover `queue` (graph_queues) and it was read less than
+	GRAPH_SAFETY_NET_MINUTES ago: the per-minute tick leaves it alone."""
+	return bool(
+		queue.push_until
+		and queue.push_until > now
+		and queue.last_poll
+		and queue.last_poll > add_to_date(now, minutes=-GRAPH_SAFETY_NET_MINUTES)
 	)
 
 

@@ -41,6 +41,7 @@ class IncomingEmailQueue(Document):
 		google_client_id: DF.Data | None
 		google_client_secret: DF.Password | None
 		google_refresh_token: DF.Password | None
+		graph_push_error: DF.SmallText | None
 		holiday_list: DF.DynamicLink | None
 		holiday_list_type: DF.Literal["Support Holiday List", "Holiday List"]
 		host: DF.Data | None

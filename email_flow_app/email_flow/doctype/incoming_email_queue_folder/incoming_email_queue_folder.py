@@ -16,6 +16,8 @@ class IncomingEmailQueueFolder(Document):
 
 		delta_link: DF.SmallText | None
 		folder_name: DF.Data
+		graph_subscription_expires: DF.Datetime | None
+		graph_subscription_id: DF.Data | None
 		last_uid: DF.Int
 		next_link: DF.SmallText | None
 		parent: DF.Data

@@ -65,29 +65,36 @@ import frappe.app as app
 from werkzeug.serving import run_simple
 app._site, app._sites_path = sys.argv[1], "."
 application = app.application_with_statics()
-run_simple("127.0.0.1", int(sys.argv[2]), application, use_reloader=False, use_debugger=False, threaded=True)
+tls = tuple(sys.argv[3:5]) or None  # certificate chain and key: serve https
+run_simple(
+	"127.0.0.1", int(sys.argv[2]), application, use_reloader=False, use_debugger=False, threaded=True, ssl_context=tls
+)
 """
 
 
 class WebServer:
-	"""The site on http://127.0.0.1:PORT: Frappe's WSGI app with its static files (Desk assets)."""
+	"""The site on http://127.0.0.1:PORT: Frappe's WSGI app with its static files (Desk assets).
 
-	def __init__(self, site: str, sites_path: str, log_path: str) -> None:
+	With `tls` (a TestCA) it serves https with that CA's certificate for 127.0.0.1.
+	"""
+
+	def __init__(self, site: str, sites_path: str, log_path: str, tls: TestCA | None = None) -> None:
 		self.site = site
 		self.sites_path = sites_path
 		self.log_path = log_path
+		self.tls = tls
 		self.port = free_port()
 		self.proc: subprocess.Popen | None = None
 
 	@property
 	def url(self) -> str:
-		return f"http://127.0.0.1:{self.port}"
+		return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
 	def start(self) -> None:
 		log = open(self.log_path, "ab")
 		env = {**os.environ, "CI": "1"}
 		self.proc = subprocess.Popen(
-			[sys.executable, "-c", SERVER_SCRIPT, self.site, str(self.port)],
+			[sys.executable, "-c", SERVER_SCRIPT, self.site, str(self.port), *self._tls_args()],
 			cwd=self.sites_path,
 			stdout=log,
 			stderr=subprocess.STDOUT,
@@ -97,8 +104,12 @@ class WebServer:
 		log.close()
 		if not wait_for_port("127.0.0.1", self.port, time.monotonic() + START_TIMEOUT, self.proc):
 			raise RuntimeError(f"the web server did not start; see {self.log_path}")
-		response = requests.get(f"{self.url}/api/method/ping", timeout=30)
+		verify = str(self.tls.bundle_path) if self.tls else True
+		response = requests.get(f"{self.url}/api/method/ping", timeout=30, verify=verify)
 		response.raise_for_status()
+
+	def _tls_args(self) -> list[str]:
+		return [str(self.tls.cert_path), str(self.tls.key_path)] if self.tls else []
 
 	def stop(self) -> None:
 		if self.proc and self.proc.poll() is None:
