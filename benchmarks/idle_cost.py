@@ -5,7 +5,7 @@ with empty inboxes, one real `bench worker --queue long` on RQ queues of the run
 production). Per mode, one tick:
 
 * ``before``: the old tick: one poll_queue job per queue (each forks a work horse);
-* ``after``: the tick as the scheduler runs it now: ONE enqueue_polls job,
+* ``after``: the tick as the scheduler runs it now: ONE every_minute job,
   which probes every queue (login + STATUS) and queues nothing for idle ones.
 
 Prints worker CPU seconds per tick (the worker and its forked horses, from
@@ -114,7 +114,7 @@ def measure(frappe, dovecot, worker_pid: int, names: list[str], mode: str, profi
 	if mode == "before":
 		old_enqueue_polls(frappe, names)
 	else:
-		frappe.enqueue("email_flow_app.email_flow.services.tick.enqueue_polls", queue="long")
+		frappe.enqueue("email_flow_app.email_flow.services.tick.every_minute", queue="long")
 	frappe.db.commit()
 	own = time.process_time() - own_before
 	wait_until_drained(frappe)
@@ -130,10 +130,10 @@ def measure(frappe, dovecot, worker_pid: int, names: list[str], mode: str, profi
 			import pstats
 
 			profiler = cProfile.Profile()
-			profiler.runcall(tick.enqueue_polls)
+			profiler.runcall(tick.every_minute)
 			pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 		else:
-			tick.enqueue_polls()
+			tick.every_minute()
 	frappe.db.commit()
 	wait_until_drained(frappe)
 	return {"cpu": worker + own, "sql": counter.count, "logins": imap_logins}

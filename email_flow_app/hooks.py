@@ -25,10 +25,8 @@ extend_bootinfo = "email_flow_app.email_flow.boot.extend_bootinfo"
 
 scheduler_events = {
 	"cron": {
-		"* * * * *": [
-			"email_flow_app.email_flow.services.tick.enqueue_polls",
-			"email_flow_app.email_flow.services.sla.mark_overdue",
-		],
+		# The polls' tick and the SLA overdue sweep, in one job (services/tick.py).
+		"* * * * *": ["email_flow_app.email_flow.services.tick.every_minute"],
 		# Microsoft Graph change notifications: subscribe, renew, replace (services/graph_push.py).
 		"*/15 * * * *": ["email_flow_app.email_flow.services.graph_push.maintain_subscriptions"],
 	},

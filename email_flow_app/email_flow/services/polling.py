@@ -22,7 +22,6 @@ from email_flow_app.channels.imap import FolderState
 from email_flow_app.email_flow.services import (
 	channel_admin,
 	connect,
-	graph_poll,
 	health,
 	settings,
 	tick,
@@ -81,7 +80,10 @@ def _poll(queue_name: str, run: dict) -> None:
 	queue = frappe.get_doc(QUEUE, queue_name)
 	# Stored by a run that died before filing them: file them first, in order.
 	run["filed"] += _process_received(queue_name)
-	if graph_poll.reads_graph(queue):
+	if queue.channel_type == "Office 365" and queue.get("o365_read_via") == "Microsoft Graph":
+		# Imported here: the Graph client (requests) costs an IMAP poll job half a second.
+		from email_flow_app.email_flow.services import graph_poll
+
 		graph_poll.poll(queue, run)
 		return
 	with health.recording(queue, run), connect.imap_source(queue) as source:

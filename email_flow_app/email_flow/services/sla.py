@@ -13,8 +13,8 @@ until an agent has answered, then the resolution). The clock:
   paused.
 
 A ticket is overdue when `due_by` has passed: `is_overdue`, set when the due time
-changes and swept every minute by the scheduler (mark_overdue). Every change of status goes
-through :func:`transition`, from the Ticket controller (Desk, REST) and from
+changes and swept every minute by the scheduler (mark_overdue, run by
+tick.every_minute). Every change of status goes through :func:`transition`, from the Ticket controller (Desk, REST) and from
 ingest (a customer reply reopens without the controller).
 """
 

@@ -27,6 +27,20 @@ RELAXED_MINUTES = 10  # a queue a live IDLE listener watches is probed this ofte
 PENDING_MINUTES = 2  # stored but unfiled this long: filed by the tick (polling.process_pending)
 
 
+def every_minute() -> None:
+	"""The app's one scheduler job a minute: the polls' tick, then the SLA sweep.
+
+	One job, not two: with a single `bench worker` (the default), every
+	scheduled job is a forked work horse that new mail's poll job waits behind.
+	"""
+	try:
+		enqueue_polls()
+	finally:
+		from email_flow_app.email_flow.services import sla
+
+		sla.mark_overdue()
+
+
 def enqueue_polls() -> None:
 	"""Every minute, in this one job: look at every due queue cheaply, queue a poll only where mail may be.
 
@@ -130,7 +144,8 @@ def enqueue_poll(queue_name: str) -> None:
 
 	A job that is running (or whose worker died: RQ keeps it 'started' until
 	its timeout) does not block a new one; the per-queue lock in poll_queue
-	makes sure two never run at once.
+	makes sure two never run at once, and a job that finds one running asks it
+	for one more pass (mail that came after it looked is not left waiting).
 	"""
 	job_id = f"email_flow_poll::{queue_name}"
 	if get_job_status(job_id) == JobStatus.QUEUED:
