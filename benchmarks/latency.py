@@ -5,7 +5,9 @@ One Dovecot (IMAPS, a test CA) and one Incoming Email Queue on a real site
 bench starts them (`python -m frappe.utils.bench_helper frappe ...`, which is
 what `bench schedule`, `bench worker` and `bench email-flow listen` run):
 
-* `bench schedule` and `bench worker` (all queues, persistent), for both runs;
+* `bench schedule` and `bench worker` (persistent; one for all queues, as `bench
+  start` runs it, or `--workers per-queue`: default, short and long, as the
+  production supervisor config runs them), for both runs;
 * run 1 ``listener``: `bench email-flow listen --only-site SITE` runs too;
 * run 2 ``polling``: the listener is stopped (SIGTERM: its heartbeat goes at
   once), so only the per-minute tick finds the mail.
@@ -271,6 +273,13 @@ def main() -> None:
 	parser.add_argument(
 		"--modes", nargs="+", choices=("listener", "polling"), default=["listener", "polling"]
 	)
+	parser.add_argument(
+		"--workers",
+		choices=("one", "per-queue"),
+		default="one",
+		help="one `bench worker` for all queues (bench start's Procfile), or one per queue: "
+		"default, short and long (bench setup supervisor, production)",
+	)
 	args = parser.parse_args()
 	seed = args.seed if args.seed is not None else random.randrange(1 << 30)
 
@@ -302,14 +311,21 @@ def main() -> None:
 		polling.poll_queue(queue)  # healthy, folder state known
 		tick.enqueue_polls()  # the tick's probe clock starts
 		frappe.db.commit()
-		procs.start("worker", "worker", cwd=own.worker_sites if own else None)
+		if args.workers == "one":
+			procs.start("worker", "worker", cwd=own.worker_sites if own else None)
+		else:
+			for name in ("default", "short", "long"):
+				procs.start(
+					f"worker-{name}", "worker", "--queue", name, cwd=own.worker_sites if own else None
+				)
 		procs.start("schedule", "schedule")
 		time.sleep(2)
 		if procs.procs["schedule"].poll() is not None:  # it exits at once when another holds the bench's lock
 			raise RuntimeError("bench schedule exited: is another one running on this bench?")
 		print(
 			f"site {args.site}, queue {queue}, {args.messages} messages over {args.duration:.0f} s per run, "
-			f"seed {seed}, RQ queues {own.bench_id + ':*' if own else 'of the bench (shared)'}"
+			f"seed {seed}, RQ queues {own.bench_id + ':*' if own else 'of the bench (shared)'}, "
+			f"workers: {args.workers}"
 		)
 		sys.stdout.flush()
 		rng = random.Random(seed)

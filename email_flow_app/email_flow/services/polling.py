@@ -58,17 +58,17 @@ def poll_queue(queue_name: str) -> dict:
 		# Another poll of this queue runs (a second worker): it may have looked
 		# at the server before the mail that queued this job came. Ask it to look
 		# once more before it stops, then wait a little for its lock.
-		frappe.cache.set_value(_again_key(queue_name), 1, expires_in_sec=LOCK_WAIT_SECONDS * 60)
+		tick.ask_running_poll_again(queue_name)
 		if not _acquire_queue_lock(queue_name, wait=LOCK_WAIT_SECONDS):
 			run["error"] = "another poll of this queue is running"
 			return run
 	try:
 		with settings.run_cache():
-			frappe.cache.delete_value(_again_key(queue_name))
+			frappe.cache.delete_value(tick.again_key(queue_name))
 			_poll(queue_name, run)
 			# New mail signalled while this run was on the server: one more pass.
-			while not run["error"] and frappe.cache.get_value(_again_key(queue_name), expires=True):
-				frappe.cache.delete_value(_again_key(queue_name))
+			while not run["error"] and tick.poll_again_asked(queue_name):
+				frappe.cache.delete_value(tick.again_key(queue_name))
 				_poll(queue_name, run)
 	finally:
 		_release_queue_lock(queue_name)
@@ -231,10 +231,6 @@ def _process_received(queue_name: str | None, limit: int = 500, older_than_minut
 	names = frappe.get_all(INBOUND, filters=filters, pluck="name", order_by="creation", limit=limit)
 	with settings.run_cache():
 		return _process_in_chunks([(name, None) for name in names])
-
-
-def _again_key(queue_name: str) -> str:
-	return f"email_flow:poll_again:{queue_name}"
 
 
 def _acquire_queue_lock(queue_name: str, wait: int = 0) -> bool:

@@ -24,6 +24,7 @@ POLL_JOB = "email_flow_app.email_flow.services.polling.poll_queue"
 PROBE_STATE = "email_flow:probe"  # cache: queue → when the tick last probed it
 PROBE_THREADS = 8  # mailboxes probed at once by the per-minute tick
 RELAXED_MINUTES = 10  # a queue a live IDLE listener watches is probed this often (safety net)
+AGAIN_TTL_SECONDS = 600  # an unanswered "look again" is dropped after this
 PENDING_MINUTES = 2  # stored but unfiled this long: filed by the tick (polling.process_pending)
 
 
@@ -148,11 +149,30 @@ def enqueue_poll(queue_name: str) -> None:
 	for one more pass (mail that came after it looked is not left waiting).
 	"""
 	job_id = f"email_flow_poll::{queue_name}"
-	if get_job_status(job_id) == JobStatus.QUEUED:
+	status = get_job_status(job_id)
+	if status == JobStatus.QUEUED:
 		return
+	if status == JobStatus.STARTED:
+		# The running poll makes one more pass before it stops (no new work horse to
+		# fork and wait for); the job queued below catches what a pass that already
+		# ended would miss.
+		ask_running_poll_again(queue_name)
 	frappe.enqueue(
 		POLL_JOB,
 		queue="long",
 		job_id=job_id,
 		queue_name=queue_name,
 	)
+
+
+def again_key(queue_name: str) -> str:
+	"""Cache key: new mail was signalled while this queue's poll was running."""
+	return f"email_flow:poll_again:{queue_name}"
+
+
+def ask_running_poll_again(queue_name: str) -> None:
+	frappe.cache.set_value(again_key(queue_name), 1, expires_in_sec=AGAIN_TTL_SECONDS)
+
+
+def poll_again_asked(queue_name: str) -> bool:
+	return bool(frappe.cache.get_value(again_key(queue_name), expires=True))

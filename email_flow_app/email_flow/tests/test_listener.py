@@ -210,7 +210,7 @@ class TestListener(MailWorldTestCase):
 			frappe.db.commit()
 			second.append(spawn_worker("long"))
 			self.assertTrue(
-				wait_for_cache(lambda: frappe.cache.get_value(polling._again_key(name), expires=True)),
+				wait_for_cache(lambda: tick.poll_again_asked(name)),
 				"the second job never asked the running poll to look again",
 			)
 
@@ -224,7 +224,7 @@ class TestListener(MailWorldTestCase):
 		self.assertEqual(second[0].wait(timeout=120), 0)
 		frappe.db.rollback()
 		self.assertEqual(len(self.tickets(late)), 1)  # the second job found nothing more
-		self.assertIsNone(frappe.cache.get_value(polling._again_key(name), expires=True))
+		self.assertFalse(tick.poll_again_asked(name))
 
 
 def wait_for_cache(condition, timeout: float = TICKET_WAIT) -> bool:
