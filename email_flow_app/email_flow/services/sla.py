@@ -100,10 +100,10 @@ def start(ticket, at: datetime.datetime | None = None) -> None:
 	ticket.is_overdue = overdue(ticket.due_by, at)
 
 
-def mark_overdue() -> None:
+def mark_overdue(now: datetime.datetime | None = None) -> None:
 	"""Every minute (scheduler): a ticket whose due time has passed is overdue, and no longer once
 	it has none or a later one. Two indexed updates; `modified` stays as it is."""
-	now = now_datetime()
+	now = now or now_datetime()
 	frappe.db.sql("update `tabTicket` set is_overdue = 1 where is_overdue = 0 and due_by <= %s", (now,))
 	frappe.db.sql(
 		"update `tabTicket` set is_overdue = 0 where is_overdue = 1 and (due_by is null or due_by > %s)",

@@ -18,6 +18,7 @@ from email_flow_app.email_flow.services import listener, tick
 from email_flow_app.email_flow.tests.utils import (
 	SUPPORT_PASSWORD,
 	MailWorldTestCase,
+	SiteTestCase,
 	_kill_tree,
 	customer_email,
 	run_worker,
@@ -234,3 +235,22 @@ def wait_for_cache(condition, timeout: float = TICKET_WAIT) -> bool:
 			return True
 		time.sleep(0.1)
 	return False
+
+
+class TestTickClock(SiteTestCase):
+	def test_the_ticks_clock_is_the_sites_time_in_its_time_zone(self):
+		"""The tick reads the time zone as one value (no System Settings document to load)."""
+		from frappe.utils import now_datetime
+
+		before = frappe.db.get_single_value("System Settings", "time_zone")
+		try:
+			for zone in ("America/New_York", "Asia/Tokyo"):
+				frappe.db.set_single_value("System Settings", "time_zone", zone)
+				frappe.clear_cache()
+				frappe.local.system_settings = frappe.get_cached_doc("System Settings")
+				self.assertLess(abs((tick.site_now() - now_datetime()).total_seconds()), 2, zone)
+		finally:
+			frappe.db.set_single_value("System Settings", "time_zone", before)
+			frappe.clear_cache()
+			if hasattr(frappe.local, "system_settings"):
+				del frappe.local.system_settings
