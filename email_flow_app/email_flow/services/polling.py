@@ -39,9 +39,6 @@ DEADLOCK_RETRIES = 3
 ACK_CATCH_UP = 1000  # stored-but-unacknowledged messages acknowledged per statement
 LOCK_WAIT_SECONDS = 10  # a poll queued while another runs waits this long for it
 
-# The per-minute tick and queueing a poll live in services/tick.py (kept light):
-enqueue_poll = tick.enqueue_poll
-
 
 def poll_queue(queue_name: str) -> dict:
 	"""Fetch and file everything new in the queue's folders.

@@ -67,27 +67,7 @@ class TestGraphInbox(SiteTestCase):
 
 	def make_queue(self, label: str, **values) -> tuple[str, str]:
 		"""An Office 365 queue reading `label`'s mailbox through Graph; (queue name, mailbox)."""
-		address = f"{label}-{self.tag}@contoso.example.test"
-		# An app registration per queue: Graph throttles per app, and so does the local server.
-		client_id = f"graph-app-{label}-{self.tag}"
-		self.oauth.register_client(client_id, CLIENT_SECRET, app_mailbox=f"{client_id}@apps.example.test")
-		queue = frappe.get_doc(
-			{
-				"doctype": QUEUE,
-				"queue_name": f"{label} {self.tag}",
-				"channel_type": "Office 365",
-				"o365_read_via": "Microsoft Graph",
-				"email_address": address,
-				"auth_method": "OAuth",
-				"o365_tenant": TENANT,
-				"o365_client_id": client_id,
-				"o365_client_secret": CLIENT_SECRET,
-				"o365_mode": "App only",
-				**values,
-			}
-		).insert(ignore_permissions=True)
-		frappe.db.commit()
-		return queue.name, address
+		return make_graph_queue(self.oauth, self.tag, label, **values)
 
 	def deliver(self, address: str, count: int, start: int = 0) -> list[str]:
 		"""`count` customer mails (distinct senders) into the mailbox; their Graph ids."""
@@ -289,3 +269,30 @@ class TestGraphInbox(SiteTestCase):
 			}
 		)
 		self.assertRaises(frappe.ValidationError, doc.insert, ignore_permissions=True)
+
+
+def make_graph_queue(oauth, tag: str, label: str, app: str = "graph-app", **values) -> tuple[str, str]:
+	"""An Office 365 queue reading `label`'s mailbox through Graph, app-only; (queue name, mailbox).
+
+	An app registration per queue: Graph throttles per app, and so does the local server.
+	"""
+	address = f"{label}-{tag}@contoso.example.test"
+	client_id = f"{app}-{label}-{tag}"
+	oauth.register_client(client_id, CLIENT_SECRET, app_mailbox=f"{client_id}@apps.example.test")
+	queue = frappe.get_doc(
+		{
+			"doctype": QUEUE,
+			"queue_name": f"{label} {tag}",
+			"channel_type": "Office 365",
+			"o365_read_via": "Microsoft Graph",
+			"email_address": address,
+			"auth_method": "OAuth",
+			"o365_tenant": TENANT,
+			"o365_client_id": client_id,
+			"o365_client_secret": CLIENT_SECRET,
+			"o365_mode": "App only",
+			**values,
+		}
+	).insert(ignore_permissions=True)
+	frappe.db.commit()
+	return queue.name, address

@@ -25,6 +25,7 @@ from rq.utils import utcnow
 
 from email_flow_app.email_flow.services import graph_push, tick
 from email_flow_app.email_flow.tests.browser.harness import WebServer
+from email_flow_app.email_flow.tests.test_graph_inbox import make_graph_queue
 from email_flow_app.email_flow.tests.test_listener import spawn_long_worker, wait_for
 from email_flow_app.email_flow.tests.utils import (
 	SiteTestCase,
@@ -36,8 +37,6 @@ from email_flow_app.email_flow.tests.utils import (
 from email_flow_app.testing.oauth_provider import OAuthTestProvider
 from email_flow_app.testing.tls import TestCA
 
-TENANT = "contoso"
-CLIENT_SECRET = "graph-app-secret"
 QUEUE = "Incoming Email Queue"
 FOLDER = "Incoming Email Queue Folder"
 HANDSHAKE_LIMIT = 3.0  # seconds Graph gives the endpoint (its validation and its notifications)
@@ -107,27 +106,9 @@ class TestGraphPush(SiteTestCase):
 
 	def make_queue(self, label: str, **values) -> tuple[str, str]:
 		"""An Office 365 queue reading `label`'s mailbox through Graph, app-only; (queue, mailbox)."""
-		address = f"{label}-{self.tag}@contoso.example.test"
-		client_id = f"push-app-{label}-{self.tag}"
-		self.oauth.register_client(client_id, CLIENT_SECRET, app_mailbox=f"{client_id}@apps.example.test")
+		queue, address = make_graph_queue(self.oauth, self.tag, label, app="push-app", **values)
 		self.graph.add_mailbox(address)
-		queue = frappe.get_doc(
-			{
-				"doctype": QUEUE,
-				"queue_name": f"{label} {self.tag}",
-				"channel_type": "Office 365",
-				"o365_read_via": "Microsoft Graph",
-				"email_address": address,
-				"auth_method": "OAuth",
-				"o365_tenant": TENANT,
-				"o365_client_id": client_id,
-				"o365_client_secret": CLIENT_SECRET,
-				"o365_mode": "App only",
-				**values,
-			}
-		).insert(ignore_permissions=True)
-		frappe.db.commit()
-		return queue.name, address
+		return queue, address
 
 	def subscribed_queue(self, label: str, **values) -> tuple[str, str, str]:
 		"""A queue subscribed by the scheduler's maintenance and read once; (queue, mailbox, subscription)."""

@@ -110,14 +110,24 @@ class TestConnectInboxInTheBrowser(SiteTestCase):
 		if shot_prefix:
 			w.shot(f"{shot_prefix}-2-ways")
 
-	def sign_in_with_microsoft(self, address: str, shot_prefix: str | None = None) -> None:
-		"""Connect inbox → Office 365 → Sign in: through the identity provider and back."""
+	def sign_in_with_microsoft(
+		self,
+		address: str,
+		shot_prefix: str | None = None,
+		choices: dict[str, str] | None = None,
+		queue_name: str | None = None,
+	) -> None:
+		"""Connect inbox → Office 365 → Sign in (with `choices` in its Selects): through the identity provider and back."""
 		w = self.world
 		w.oauth.login_as = address  # who signs in at the (local) Microsoft login page
 		self.open_connect_dialog(shot_prefix)
 		w.page.locator('.modal.show .ef-way[data-way="o365"]').click()
 		dialog = w.page.locator(".modal.show", has_text="Sign in with Microsoft")
 		dialog.locator(".ef-redirect-uri").wait_for()
+		for fieldname, value in (choices or {}).items():
+			self.choose(dialog, fieldname, value)
+		if queue_name:
+			self.fill(dialog, "queue_name", queue_name)
 		if shot_prefix:
 			w.shot(f"{shot_prefix}-3-dialog")
 		with w.page.expect_navigation(url="**o365_callback**", timeout=60_000):
@@ -229,16 +239,7 @@ class TestConnectInboxInTheBrowser(SiteTestCase):
 		address = w.address("reader")
 		queue_name = f"Mixed support {w.tag}"
 		self.addCleanup(cleanup, w.tag)
-		w.oauth.login_as = address
-		self.open_connect_dialog()
-		w.page.locator('.modal.show .ef-way[data-way="o365"]').click()
-		dialog = w.page.locator(".modal.show", has_text="Sign in with Microsoft")
-		dialog.locator(".ef-redirect-uri").wait_for()
-		self.choose(dialog, "send_via", "Microsoft Graph")
-		self.fill(dialog, "queue_name", queue_name)
-		with w.page.expect_navigation(url="**o365_callback**", timeout=60_000):
-			dialog.locator(".btn-primary", has_text="Sign in with Microsoft").click()
-		w.page.wait_for_load_state("load")
+		self.sign_in_with_microsoft(address, choices={"send_via": "Microsoft Graph"}, queue_name=queue_name)
 		page_text = w.page.locator("body").inner_text()
 		w.shot("15-mixed-1-result")
 		self.assertIn("Inbox connected", page_text)
